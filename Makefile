@@ -1,0 +1,31 @@
+# hcsfs developer commands. `make test` and `make demo` do all set-up on a fresh machine.
+PYTHON ?= python3.11
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: install test demo bench clean lint
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml requirements/frameworks.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -U pip
+	$(PY) -m pip install -q -e '.[test,zarr]' -r requirements/frameworks.txt
+	touch $(STAMP)
+
+test: install
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+demo: install
+	$(PY) -m hcsfs.demo
+
+bench: install
+	$(PY) -m benchmarks
+
+lint: install
+	$(VENV)/bin/ruff check hcsfs tests benchmarks
+	$(VENV)/bin/mypy hcsfs
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache
