@@ -1,0 +1,92 @@
+"""Plate sources, one module per storage format, and :func:`open_plate`, which picks one.
+
+Detection is an ordered table of cheap sniffers (they look at a few names on disk and import nothing
+heavy); the first that answers yes wins, and ``format=`` skips detection.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hcsfs.errors import PlateFormatError
+from hcsfs.sources.base import PlaneInfo, PlateDescription, PlateSource, plate_summary
+from hcsfs.sources.memory import MemoryPlate
+
+__all__ = [
+    "FORMATS",
+    "MemoryPlate",
+    "PlaneInfo",
+    "PlateDescription",
+    "PlateSource",
+    "detect_format",
+    "open_plate",
+    "plate_summary",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class SourceFormat:
+    """One row of the detection table: a name, a cheap sniffer and where the source class lives."""
+
+    name: str
+    sniffer: str  # "module:function", called with the Path
+    opener: str  # "module:Class", called with the Path and options
+    looks_for: str  # said in the error when nothing matches
+
+    def _load(self, target: str) -> Callable[..., Any]:
+        module, _, attr = target.partition(":")
+        return getattr(importlib.import_module(module), attr)  # type: ignore[no-any-return]
+
+    def can_open(self, path: Path) -> bool:
+        return bool(self._load(self.sniffer)(path))
+
+    def open(self, path: Path, **options: Any) -> PlateSource:
+        return self._load(self.opener)(path, **options)  # type: ignore[no-any-return]
+
+
+FORMATS: tuple[SourceFormat, ...] = (
+    SourceFormat(
+        "tiff-folder", "hcsfs.sources.tiffdir:can_open", "hcsfs.sources.tiffdir:TiffFolderSource",
+        "files named like A01_s001_w1_z001_t001.tif",
+    ),
+)
+
+
+def _format_by_name(name: str) -> SourceFormat:
+    for fmt in FORMATS:
+        if fmt.name == name:
+            return fmt
+    known = ", ".join(f.name for f in FORMATS)
+    raise PlateFormatError(f"unknown format {name!r} (known: {known})")
+
+
+def detect_format(path: str | os.PathLike[str]) -> str:
+    """The name of the first format whose sniffer accepts ``path``."""
+    path = Path(path)
+    if not path.exists():
+        raise PlateFormatError(f"{path}: no such file or folder")
+    for fmt in FORMATS:
+        if fmt.can_open(path):
+            return fmt.name
+    looked_for = "; ".join(f"{f.name}: {f.looks_for}" for f in FORMATS)
+    raise PlateFormatError(f"{path}: not a plate hcsfs can open (looked for {looked_for})")
+
+
+def open_plate(
+    source: str | os.PathLike[str] | PlateSource, *, format: str | None = None, **options: Any
+) -> PlateSource:
+    """Open a plate lazily; ``format`` overrides detection. A PlateSource is returned as is."""
+    if isinstance(source, PlateSource):
+        return source
+    path = Path(source)
+    if not path.exists():
+        raise PlateFormatError(f"{path}: no such file or folder")
+    if not os.access(path, os.R_OK):
+        raise PlateFormatError(f"{path}: not readable")
+    fmt = _format_by_name(format) if format else _format_by_name(detect_format(path))
+    return fmt.open(path, **options)
