@@ -51,6 +51,15 @@ class SourceFormat:
 
 FORMATS: tuple[SourceFormat, ...] = (
     SourceFormat(
+        "phenix", "hcsfs.sources.phenix:can_open", "hcsfs.sources.phenix:PhenixSource",
+        "a Harmony Index.idx.xml, Index.ref.xml or Index.xml here or in Images/",
+    ),
+    SourceFormat(
+        "imagexpress", "hcsfs.sources.imagexpress:can_open",
+        "hcsfs.sources.imagexpress:ImageXpressSource",
+        "a MetaXpress .HTD, TimePoint_<n> folders or <plate>_<well>_s<n>_w<n>.tif names",
+    ),
+    SourceFormat(
         "tiff-folder", "hcsfs.sources.tiffdir:can_open", "hcsfs.sources.tiffdir:TiffFolderSource",
         "files named like A01_s001_w1_z001_t001.tif",
     ),

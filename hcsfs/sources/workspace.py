@@ -1,0 +1,202 @@
+"""The virtual workspace shared by instrument sources: flat name → the instrument's own TIFF file.
+
+An instrument source (ImageXpress, Phenix) reads its plate's layout once at open time and fills a
+:class:`WorkspaceBuilder`; the frozen :class:`Workspace` it builds is a dict from :class:`PlaneKey` to
+a path relative to the plate, kept in memory only. Nothing is ever written into the source plate.
+:class:`PassthroughSource` serves a workspace: ``info`` is one dict lookup plus one ``stat``, planes are
+passed through byte for byte, and the pixel size is read from one plane's header, once, when asked.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hcsfs.errors import PlaneNotFoundError, PlaneReadError, PlateCollisionError
+from hcsfs.naming import PlaneKey, sort_key
+from hcsfs.sources.base import PlaneInfo, PlateDescription
+from hcsfs.sources.tiffprobe import probe_tiff
+
+if TYPE_CHECKING:
+    import numpy as np
+
+__all__ = ["PassthroughSource", "Workspace", "WorkspaceBuilder"]
+
+log = logging.getLogger(__name__)
+
+_LOGGED_PER_REASON = 5  # names logged at WARNING per skip reason; the rest go to DEBUG
+
+
+@dataclass(frozen=True, slots=True)
+class Workspace:
+    """The mapping of one plate: flat keys to real relative paths, plus what was left out."""
+
+    root: Path
+    planes: dict[PlaneKey, str]
+    keys: list[PlaneKey]
+    skipped: list[dict[str, str]]
+    missing: list[dict[str, str]]
+
+
+@dataclass(slots=True)
+class WorkspaceBuilder:
+    """Collects plane → file pairs and refuses two files for one flat name."""
+
+    root: Path
+    planes: dict[PlaneKey, str] = field(default_factory=dict)
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    missing: list[dict[str, str]] = field(default_factory=list)
+
+    def add(self, key: PlaneKey, relpath: str) -> None:
+        previous = self.planes.setdefault(key, relpath)
+        if previous != relpath:
+            raise PlateCollisionError(
+                f"{self.root}: two files map to {key.name}: {previous!r} and {relpath!r}"
+            )
+
+    def skip(self, relpath: str, reason: str) -> None:
+        self.skipped.append({"path": relpath, "reason": reason})
+
+    def miss(self, key: PlaneKey, relpath: str) -> None:
+        self.missing.append({"name": key.name, "path": relpath})
+
+    def build(self) -> Workspace:
+        self._log_skipped()
+        keys = sorted(self.planes, key=sort_key)
+        self.missing.sort(key=lambda m: m["name"])
+        return Workspace(self.root, self.planes, keys, self.skipped, self.missing)
+
+    def _log_skipped(self) -> None:
+        # One line per reason at WARNING (a plate can hold 100,000 thumbnails); every name at DEBUG.
+        counts = Counter(entry["reason"] for entry in self.skipped)
+        shown: Counter[str] = Counter()
+        for entry in self.skipped:
+            reason = entry["reason"]
+            shown[reason] += 1
+            level = logging.DEBUG if shown[reason] > _LOGGED_PER_REASON else logging.INFO
+            log.log(level, "%s: left out %s: %s", self.root, entry["path"], reason)
+        for reason, count in counts.items():
+            log.warning("%s: left out %d entries: %s", self.root, count, reason)
+        if self.missing:
+            log.warning(
+                "%s: %d planes promised by the plate's metadata are missing (first: %s)",
+                self.root, len(self.missing), self.missing[0]["path"],
+            )
+
+
+class PassthroughSource:
+    """Serves a :class:`Workspace` by passing the instrument's TIFF files through unchanged.
+
+    Subclasses set ``format_name`` and call ``__init__`` with the built workspace, the channel names
+    and, when the plate's metadata knows it, the pixel size (otherwise it is read from one plane).
+    """
+
+    format_name = "passthrough"
+    blocking_info = True
+
+    def __init__(
+        self,
+        workspace: Workspace,
+        *,
+        channel_names: dict[int, str] | None = None,
+        pixel_size_um: float | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        self.root = workspace.root
+        self._workspace = workspace
+        self._channel_names = dict(channel_names or {})
+        self._pixel_size_um = pixel_size_um
+        self._pixel_size_known = pixel_size_um is not None
+        self._extra = dict(extra or {})
+        self._lock = threading.Lock()
+
+    # -- listing -------------------------------------------------------------------------------
+    def keys(self) -> list[PlaneKey]:
+        return self._workspace.keys
+
+    def __len__(self) -> int:
+        return len(self._workspace.planes)
+
+    def path_of(self, key: PlaneKey) -> Path:
+        """The real file behind ``key`` (one dict lookup)."""
+        try:
+            return self.root / self._workspace.planes[key]
+        except KeyError:
+            raise PlaneNotFoundError(f"{key.name}: no such plane in {self.root}") from None
+
+    # -- one plane -----------------------------------------------------------------------------
+    def info(self, key: PlaneKey) -> PlaneInfo:
+        path = self.path_of(key)
+        try:
+            stat = os.stat(path)
+        except FileNotFoundError as exc:
+            raise PlaneNotFoundError(f"{key.name}: {path} has gone") from exc
+        except OSError as exc:
+            raise PlaneReadError(f"{path}: cannot stat: {exc.strerror or exc}") from exc
+        return PlaneInfo(
+            key=key, size=stat.st_size, mtime_ns=stat.st_mtime_ns, passthrough=path,
+            channel_name=self._channel_name(key), pixel_size_um=self._plane_pixel_size(key),
+        )
+
+    def _plane_pixel_size(self, key: PlaneKey) -> float | None:
+        return self.pixel_size_um()
+
+    def _channel_name(self, key: PlaneKey) -> str | None:
+        return self._channel_names.get(key.channel) if isinstance(key.channel, int) else None
+
+    def read_plane(self, key: PlaneKey) -> np.ndarray:
+        import tifffile
+
+        path = self.path_of(key)
+        try:
+            return tifffile.imread(path)
+        except Exception as exc:  # tifffile raises many types for damaged files
+            raise PlaneReadError(f"{path}: cannot decode: {exc}") from exc
+
+    def plane_format(self, key: PlaneKey) -> tuple[tuple[int, int], str, float | None]:
+        path = self.path_of(key)
+        try:
+            shape, dtype, pixel_size = probe_tiff(path)
+        except Exception as exc:
+            raise PlaneReadError(f"{path}: cannot read the TIFF header: {exc}") from exc
+        known = self._plane_pixel_size(key)
+        return shape, dtype, known if known is not None else pixel_size
+
+    # -- plate ---------------------------------------------------------------------------------
+    def pixel_size_um(self) -> float | None:
+        """The plate's pixel size: from its metadata, else from the first plane's header (read once)."""
+        if self._pixel_size_known:
+            return self._pixel_size_um
+        with self._lock:
+            if not self._pixel_size_known:
+                self._pixel_size_um = self._probe_pixel_size()
+                self._pixel_size_known = True
+        return self._pixel_size_um
+
+    def _probe_pixel_size(self) -> float | None:
+        for key in self._workspace.keys[:1]:
+            path = self.root / self._workspace.planes[key]
+            try:
+                return probe_tiff(path)[2]
+            except Exception as exc:  # a damaged first plane must not break the mount
+                log.warning("%s: no pixel size from %s: %s", self.root, path, exc)
+        return None
+
+    def describe(self) -> PlateDescription:
+        return PlateDescription(
+            format=self.format_name,
+            source=str(self.root),
+            channel_names=dict(self._channel_names),
+            pixel_size_um=self.pixel_size_um(),
+            skipped=list(self._workspace.skipped),
+            missing=list(self._workspace.missing),
+            extra=dict(self._extra),
+        )
+
+    def close(self) -> None:
+        """Holds no open files."""
