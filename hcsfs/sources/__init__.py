@@ -7,6 +7,7 @@ heavy); the first that answers yes wins, and ``format=`` skips detection.
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -46,7 +47,13 @@ class SourceFormat:
         return bool(self._load(self.sniffer)(path))
 
     def open(self, path: Path, **options: Any) -> PlateSource:
-        return self._load(self.opener)(path, **options)  # type: ignore[no-any-return]
+        opener = self._load(self.opener)
+        accepted = inspect.signature(opener).parameters
+        takes_any = any(p.kind is p.VAR_KEYWORD for p in accepted.values())
+        for option in options:
+            if not takes_any and option not in accepted:
+                raise PlateFormatError(f"option {option!r} does not apply to format {self.name}")
+        return opener(path, **options)  # type: ignore[no-any-return]
 
 
 FORMATS: tuple[SourceFormat, ...] = (

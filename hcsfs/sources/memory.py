@@ -29,6 +29,8 @@ class MemoryPlate:
 
     format_name = "memory"
     blocking_info = False
+    planes_in_memory = True
+    """Planes are already decoded in RAM: the mount serves them without its pixel cache."""
 
     def __init__(
         self,

@@ -1,0 +1,3 @@
+from hcsfs.cli import main
+
+main()

@@ -1,0 +1,165 @@
+"""The ``hcsfs`` command: parse arguments, call the library, print. Errors are one line (``--debug``
+shows the traceback)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from hcsfs import __version__
+from hcsfs.cache import DEFAULT_CACHE_BYTES, parse_byte_size
+from hcsfs.errors import HcsfsError
+
+_SOURCE_OPTIONS = ("strict", "site_order", "acquisition", "zarr_impl")
+
+
+class _Group(click.Group):
+    """Turns hcsfs errors into one line and a non-zero exit, unless ``--debug``."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (HcsfsError, OSError) as exc:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            click.echo(f"hcsfs: error: {exc}", err=True)
+            sys.exit(1)
+
+
+def _byte_size(ctx: click.Context, param: click.Parameter, value: str) -> int:
+    try:
+        return parse_byte_size(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="hcsfs")
+@click.option("--debug", is_flag=True, help="Log debug messages and show tracebacks.")
+@click.pass_context
+def main(ctx: click.Context, debug: bool) -> None:
+    """Mount a high-content-screening plate as a flat folder of TIFF planes."""
+    ctx.ensure_object(dict)["debug"] = debug
+
+
+def _source_options(options: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in options.items() if k in _SOURCE_OPTIONS and v not in (None, False)}
+
+
+@main.command()
+@click.argument("source", type=click.Path(exists=True, path_type=Path))
+@click.argument("mountpoint", type=click.Path(path_type=Path))
+@click.option("-f", "--foreground", is_flag=True, help="Stay attached (for systemd); log to stderr too.")
+@click.option("--format", "format_", metavar="NAME", help="Skip detection: tiff-folder, ...")
+@click.option("--cache-size", default=str(DEFAULT_CACHE_BYTES), callback=_byte_size,
+              show_default="1G", help="Budget for decoded planes and chunks (512M, 2G, ...).")
+@click.option("--log-file", type=click.Path(path_type=Path),
+              help="Default: ~/.local/state/hcsfs/logs/mount-<mountpoint>.log")
+@click.option("--allow-other", is_flag=True, help="Let other users see the mount (user_allow_other).")
+@click.option("--strict", is_flag=True, default=None, help="A plane the index lists but storage lacks is an error.")
+@click.option("--site-order", type=click.Choice(["field", "raster"]), help="Phenix: number sites by field ID or position.")
+@click.option("--acquisition", help="OME-Zarr: serve only this acquisition ID.")
+@click.option("--zarr-impl", type=click.Choice(["zarr-python", "tensorstore"]), help="OME-Zarr reader.")
+@click.option("--ready-fd", type=int, hidden=True)
+@click.pass_context
+def mount(ctx: click.Context, source: Path, mountpoint: Path, foreground: bool, format_: str | None,
+          cache_size: int, log_file: Path | None, allow_other: bool, ready_fd: int | None,
+          **options: Any) -> None:
+    """Mount SOURCE (a plate folder or store) on MOUNTPOINT; returns once the mount answers."""
+    from hcsfs.fs.daemon import report_failure, report_ready, start_daemon
+    from hcsfs.fs.mount import MountOptions, MountSession, check_mountpoint
+    from hcsfs.logconfig import configure_logging, default_log_file
+    from hcsfs.sources import open_plate
+
+    debug = bool(ctx.obj.get("debug"))
+    log_file = (log_file or default_log_file(mountpoint)).absolute()
+    source_options = _source_options(options)
+    if not foreground:
+        configure_logging(log_file=None, stderr=False, debug=False)
+        check_mountpoint(mountpoint)
+        open_plate(source, format=format_, **source_options).close()  # fail here, not in the log
+        args = ["--debug"] if debug else []
+        args += ["mount", str(source.absolute()), str(mountpoint.absolute()), "--foreground",
+                 "--cache-size", str(cache_size), "--log-file", str(log_file)]
+        args += ["--format", format_] if format_ else []
+        args += ["--allow-other"] if allow_other else []
+        for name, value in source_options.items():
+            flag = "--" + name.replace("_", "-")
+            args += [flag] if value is True else [flag, str(value)]
+        pid = start_daemon(args, log_file)
+        click.echo(f"hcsfs: mounted {source} on {mountpoint} (pid {pid}, log {log_file})")
+        return
+    configure_logging(log_file=log_file, stderr=ready_fd is None, debug=debug)
+    try:
+        plate = open_plate(source, format=format_, **source_options)
+        session = MountSession(plate, mountpoint, MountOptions(cache_bytes=cache_size,
+                                                               allow_other=allow_other))
+        session.run(on_ready=lambda: report_ready(ready_fd), handle_signals=True)
+    except HcsfsError as exc:
+        report_failure(ready_fd, str(exc))
+        raise
+
+
+@main.command()
+@click.argument("mountpoint", type=click.Path(path_type=Path))
+def unmount(mountpoint: Path) -> None:
+    """Unmount MOUNTPOINT, also a stale mount left by a killed daemon."""
+    from hcsfs.fs.mounttable import unmount as do_unmount
+
+    click.echo(f"hcsfs: {mountpoint}: {do_unmount(mountpoint)}")
+
+
+@main.command()
+@click.argument("source", type=click.Path(exists=True, path_type=Path))
+@click.option("--format", "format_", metavar="NAME", help="Skip detection.")
+@click.option("--json", "as_json", is_flag=True, help="Print plate.json instead of a summary.")
+def info(source: Path, format_: str | None, as_json: bool) -> None:
+    """Describe a plate: format, wells, sites, channels, z, t, dtype, plane shape, plane count."""
+    from hcsfs.logconfig import configure_logging
+    from hcsfs.sources import open_plate, plate_summary
+
+    configure_logging(log_file=None, stderr=False, debug=False)
+    plate = open_plate(source, format=format_)
+    try:
+        summary = plate_summary(plate)
+    finally:
+        plate.close()
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+        return
+    channels = ", ".join(
+        f"w{c['index']}" + (f" ({c['name']})" if c["name"] else "") for c in summary["channels"]
+    )
+    wells = summary["wells"]
+    pixel = summary["pixel_size_um"]
+    rows = [
+        ("format", summary["format"]),
+        ("source", summary["source"]),
+        ("wells", f"{len(wells)}" + (f" ({wells[0]} .. {wells[-1]})" if wells else "")),
+        ("sites", _span(summary["sites"])),
+        ("channels", channels or "-"),
+        ("z", _span(summary["z"])),
+        ("t", _span(summary["t"])),
+        ("dtype", summary["dtype"] or "-"),
+        ("plane shape", " x ".join(map(str, summary["shape"] or [])) or "-"),
+        ("pixel size", f"{pixel} um" if pixel else "unknown"),
+        ("planes", summary["planes"]),
+    ]
+    if summary["skipped"]:
+        rows.append(("skipped", f"{len(summary['skipped'])} entries (see --json)"))
+    if summary["missing"]:
+        rows.append(("missing", f"{len(summary['missing'])} planes (see --json)"))
+    for label, value in rows:
+        click.echo(f"{label:>12}: {value}")
+
+
+def _span(values: list[Any]) -> str:
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return f"1 ({values[0]})"
+    return f"{len(values)} ({values[0]} .. {values[-1]})"

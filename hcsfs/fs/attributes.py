@@ -1,0 +1,59 @@
+"""``EntryAttributes`` for the mount's nodes: modes, sizes, times and cache timeouts."""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass
+
+import pyfuse3
+
+__all__ = ["AttributePolicy"]
+
+BLOCK_SIZE = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class AttributePolicy:
+    """Who owns the mount's entries and how long the kernel may cache them."""
+
+    uid: int
+    gid: int
+    mount_time_ns: int
+    immutable_timeout: float = 3600.0
+    """Planes and static files never change while mounted: let the kernel keep them."""
+    dynamic_timeout: float = 1.0
+
+    @classmethod
+    def for_current_user(cls, mount_time_ns: int) -> AttributePolicy:
+        return cls(os.getuid(), os.getgid(), mount_time_ns)
+
+    def _base(self, inode: int, mode: int, timeout: float) -> pyfuse3.EntryAttributes:
+        attrs = pyfuse3.EntryAttributes()
+        attrs.st_ino = inode
+        attrs.st_mode = mode
+        attrs.st_uid = self.uid
+        attrs.st_gid = self.gid
+        attrs.st_blksize = BLOCK_SIZE
+        attrs.entry_timeout = timeout
+        attrs.attr_timeout = timeout
+        return attrs
+
+    def directory(self, inode: int, subdirectories: int = 0) -> pyfuse3.EntryAttributes:
+        attrs = self._base(inode, stat.S_IFDIR | 0o555, self.dynamic_timeout)
+        attrs.st_nlink = 2 + subdirectories
+        attrs.st_size = 0
+        attrs.st_atime_ns = attrs.st_mtime_ns = attrs.st_ctime_ns = self.mount_time_ns
+        return attrs
+
+    def file(
+        self, inode: int, size: int, mtime_ns: int | None = None, *, immutable: bool = True
+    ) -> pyfuse3.EntryAttributes:
+        timeout = self.immutable_timeout if immutable else self.dynamic_timeout
+        attrs = self._base(inode, stat.S_IFREG | 0o444, timeout)
+        attrs.st_nlink = 1
+        attrs.st_size = size
+        attrs.st_blocks = -(-size // 512)
+        mtime = self.mount_time_ns if mtime_ns is None else mtime_ns
+        attrs.st_atime_ns = attrs.st_mtime_ns = attrs.st_ctime_ns = mtime
+        return attrs

@@ -1,0 +1,58 @@
+"""The one place where errors become errno values for the kernel.
+
+Handlers raise hcsfs errors or ``OSError``; :func:`fuse_errors` turns them into ``FUSEError`` with the
+matching errno, and anything unexpected into a logged ``EIO`` (the mount keeps serving).
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import logging
+from collections.abc import Awaitable, Callable
+from typing import ParamSpec, TypeVar
+
+import pyfuse3
+
+from hcsfs.errors import HcsfsError, PlaneNotFoundError, PlaneReadError
+
+__all__ = ["fuse_errors", "errno_for"]
+
+log = logging.getLogger("hcsfs.fs")
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def errno_for(exc: BaseException) -> int:
+    """The errno an exception means to a FUSE client."""
+    if isinstance(exc, pyfuse3.FUSEError):
+        return exc.errno
+    if isinstance(exc, PlaneNotFoundError):
+        return errno.ENOENT
+    if isinstance(exc, PlaneReadError):
+        return errno.EIO
+    if isinstance(exc, OSError) and exc.errno:
+        return exc.errno
+    return errno.EIO
+
+
+def fuse_errors(handler: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+    """Decorate an ``async`` handler so that it raises only ``FUSEError``."""
+
+    @functools.wraps(handler)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await handler(*args, **kwargs)
+        except pyfuse3.FUSEError:
+            raise
+        except PlaneNotFoundError:
+            raise pyfuse3.FUSEError(errno.ENOENT) from None
+        except (HcsfsError, OSError) as exc:
+            log.warning("%s: %s", handler.__name__, exc)
+            raise pyfuse3.FUSEError(errno_for(exc)) from None
+        except Exception:
+            log.exception("unexpected error in %s", handler.__name__)
+            raise pyfuse3.FUSEError(errno.EIO) from None
+
+    return wrapper

@@ -1,0 +1,206 @@
+"""Mount lifecycle: check the mountpoint, mount, serve until told to stop, always unmount.
+
+:class:`MountSession` runs one mount in the calling thread (the CLI's foreground mode) or in a
+background thread (:func:`mounted`, for notebooks and tests). pyfuse3 keeps one session per process, so
+one process serves one mount at a time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pyfuse3
+import trio
+
+from hcsfs.cache import DEFAULT_CACHE_BYTES, parse_byte_size
+from hcsfs.errors import MountError
+from hcsfs.fs.mounttable import MountState, probe_mountpoint, unmount
+from hcsfs.fs.operations import PlateOperations
+from hcsfs.sources import open_plate
+
+if TYPE_CHECKING:
+    from hcsfs.sources.base import PlateSource
+
+__all__ = ["MountOptions", "MountSession", "mounted", "check_mountpoint", "Mounted"]
+
+log = logging.getLogger("hcsfs.mount")
+_ONE_SESSION = threading.Lock()
+
+
+@dataclass(frozen=True, slots=True)
+class MountOptions:
+    """How to mount: cache budget and kernel-level options."""
+
+    cache_bytes: int = DEFAULT_CACHE_BYTES
+    allow_other: bool = False
+    debug_fuse: bool = False
+
+    def fuse_options(self) -> set[str]:
+        options = set(pyfuse3.default_options) | {"fsname=hcsfs", "subtype=hcsfs", "noatime"}
+        if self.allow_other:
+            options.add("allow_other")
+        if self.debug_fuse:
+            options.add("debug")
+        return options
+
+
+def check_mountpoint(mountpoint: str | os.PathLike[str]) -> Path:
+    """Raise :class:`MountError` with the reason and the fix if ``mountpoint`` cannot be mounted on."""
+    if not os.path.exists("/dev/fuse"):
+        raise MountError("/dev/fuse does not exist: load the fuse module (modprobe fuse) or, in a "
+                         "container, pass --device /dev/fuse")
+    if not os.access("/dev/fuse", os.R_OK | os.W_OK):
+        raise MountError("/dev/fuse is not readable and writable by this user")
+    path = Path(mountpoint).absolute()
+    state = probe_mountpoint(path)
+    if state == MountState.STALE:
+        raise MountError(f"{path} is a stale mount left by a dead daemon (Transport endpoint is "
+                         f"not connected): clear it with `hcsfs unmount {path}`")
+    if state == MountState.HUNG:
+        raise MountError(f"{path} is a mount that does not answer: `hcsfs unmount {path}` clears it")
+    if state == MountState.LIVE:
+        raise MountError(f"{path} is already a mountpoint: unmount it first (`hcsfs unmount {path}`)")
+    if not path.exists():
+        raise MountError(f"mountpoint {path} does not exist (create it with mkdir)")
+    if not path.is_dir():
+        raise MountError(f"mountpoint {path} is not a directory")
+    if any(path.iterdir()):
+        raise MountError(f"mountpoint {path} is not empty")
+    return path
+
+
+class MountSession:
+    """One mount of one source; :meth:`run` blocks until unmounted or :meth:`stop` is called."""
+
+    def __init__(self, source: PlateSource, mountpoint: str | os.PathLike[str],
+                 options: MountOptions = MountOptions()) -> None:
+        self.source = source
+        self.mountpoint = Path(mountpoint).absolute()
+        self.options = options
+        self.operations: PlateOperations | None = None
+        self._token: trio.lowlevel.TrioToken | None = None
+        self._stopping = threading.Event()
+
+    def run(self, on_ready: Callable[[], None] | None = None, *, handle_signals: bool = False) -> None:
+        """Mount, serve, unmount. ``on_ready`` is called once the mount answers."""
+        if not _ONE_SESSION.acquire(blocking=False):
+            raise MountError("this process already serves a mount (pyfuse3 allows one)")
+        try:
+            check_mountpoint(self.mountpoint)
+            self.operations = PlateOperations(self.source, cache_bytes=self.options.cache_bytes)
+            try:
+                pyfuse3.init(self.operations, str(self.mountpoint), self.options.fuse_options())
+            except RuntimeError as exc:
+                raise MountError(f"cannot mount on {self.mountpoint}: {exc}") from exc
+            log.info("mounted %s (%s) on %s", self.source.describe().source,
+                     self.source.format_name, self.mountpoint)
+            try:
+                trio.run(self._main, on_ready, handle_signals)
+            finally:
+                pyfuse3.close(unmount=True)
+                log.info("unmounted %s", self.mountpoint)
+        finally:
+            _ONE_SESSION.release()
+
+    async def _main(self, on_ready: Callable[[], None] | None, handle_signals: bool) -> None:
+        self._token = trio.lowlevel.current_trio_token()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._serve, nursery)
+            if handle_signals:
+                nursery.start_soon(self._stop_on_signal)
+            # The mount answers once a stat of its root comes back through the loop started above.
+            await trio.to_thread.run_sync(os.stat, self.mountpoint)
+            if self._stopping.is_set():
+                pyfuse3.terminate()
+            elif on_ready is not None:
+                on_ready()
+
+    async def _serve(self, nursery: trio.Nursery) -> None:
+        try:
+            await pyfuse3.main()
+        finally:
+            nursery.cancel_scope.cancel()
+
+    async def _stop_on_signal(self) -> None:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
+            async for signum in signals:
+                log.info("received %s: unmounting", signal.Signals(signum).name)
+                pyfuse3.terminate()
+                return
+
+    def stop(self) -> None:
+        """Ask the serving loop to end (from any thread); :meth:`run` then unmounts."""
+        self._stopping.set()
+        token = self._token
+        if token is not None:
+            with contextlib.suppress(trio.RunFinishedError):
+                trio.from_thread.run_sync(pyfuse3.terminate, trio_token=token)
+
+
+@dataclass(frozen=True, slots=True)
+class Mounted:
+    """What :func:`mounted` yields."""
+
+    path: Path
+    source: PlateSource
+    session: MountSession
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+
+@contextlib.contextmanager
+def mounted(
+    source: str | os.PathLike[str] | PlateSource,
+    mountpoint: str | os.PathLike[str],
+    *,
+    cache_size: int | str = DEFAULT_CACHE_BYTES,
+    format: str | None = None,
+    ready_timeout: float = 60.0,
+    **source_options: Any,
+) -> Iterator[Mounted]:
+    """Mount ``source`` (a path or a PlateSource) on ``mountpoint`` in a background thread.
+
+    Unmounts on exit, also when the body raises.
+    """
+    plate = open_plate(source, format=format, **source_options)
+    options = MountOptions(cache_bytes=parse_byte_size(cache_size))
+    session = MountSession(plate, mountpoint, options)
+    ready = threading.Event()
+    failure: list[BaseException] = []
+
+    def serve() -> None:
+        try:
+            session.run(on_ready=ready.set)
+        except BaseException as exc:  # reported to the caller below
+            failure.append(exc)
+            ready.set()
+
+    thread = threading.Thread(target=serve, name=f"hcsfs-mount {mountpoint}", daemon=True)
+    thread.start()
+    if not ready.wait(ready_timeout):
+        session.stop()
+        raise MountError(f"mount on {mountpoint} did not answer within {ready_timeout} s")
+    if failure:
+        thread.join()
+        raise failure[0]
+    try:
+        yield Mounted(session.mountpoint, plate, session)
+    finally:
+        session.stop()
+        thread.join(30)
+        if thread.is_alive():
+            log.error("mount thread did not end; unmounting %s lazily", session.mountpoint)
+            with contextlib.suppress(MountError):
+                unmount(session.mountpoint)
+            thread.join(10)
+        if failure:
+            raise failure[0]

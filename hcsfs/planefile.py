@@ -1,0 +1,109 @@
+"""The bytes of one served plane file, for one open handle.
+
+Two kinds: :class:`PassthroughFile` serves a source TIFF unchanged through its own file descriptor (so a
+source file replaced while open keeps serving the old bytes), and :class:`EncodedFile` serves the TIFF
+encoding of a decoded plane, pinning the pixels once loaded so one handle never mixes two versions.
+``read`` may block (call it from a worker thread); ``read_ready`` answers only without blocking.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
+
+from hcsfs.errors import PlaneReadError
+from hcsfs.tiff import read_range
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from hcsfs.tiff import TiffLayout
+
+__all__ = ["PlaneFile", "PassthroughFile", "EncodedFile"]
+
+
+class PlaneFile(Protocol):
+    size: int
+
+    def read(self, offset: int, size: int) -> bytes:
+        """Bytes ``[offset, offset + size)``, short only at EOF; may block."""
+        ...
+
+    def read_ready(self, offset: int, size: int) -> bytes | None:
+        """The same bytes if they can be had without blocking, else ``None``."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class PassthroughFile:
+    """A source TIFF served byte for byte."""
+
+    def __init__(self, path: Path, size: int) -> None:
+        self.path = path
+        self.size = size
+        try:
+            self._fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise PlaneReadError(f"{path}: cannot open: {exc.strerror or exc}") from exc
+
+    def read(self, offset: int, size: int) -> bytes:
+        try:
+            data = os.pread(self._fd, size, offset)
+        except OSError as exc:
+            raise PlaneReadError(f"{self.path}: read failed: {exc.strerror or exc}") from exc
+        if len(data) < size:  # pread may return short before EOF; never pass that on
+            parts = [data]
+            done = len(data)
+            while done < size:
+                more = os.pread(self._fd, size - done, offset + done)
+                if not more:
+                    break
+                parts.append(more)
+                done += len(more)
+            data = b"".join(parts)
+        return data
+
+    def read_ready(self, offset: int, size: int) -> bytes | None:
+        return None  # disk reads always go to a worker thread
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+
+class EncodedFile:
+    """A plane encoded on read as the TIFF planned in ``layout``."""
+
+    def __init__(self, layout: TiffLayout, load_pixels: Callable[[], memoryview]) -> None:
+        self.layout = layout
+        self.size = layout.size
+        self._load_pixels = load_pixels
+        self._pixels: memoryview | None = None
+        self._lock = threading.Lock()
+
+    def _pixels_now(self) -> memoryview:
+        with self._lock:
+            if self._pixels is None:
+                pixels = self._load_pixels()
+                if len(pixels) != self.layout.pixel_nbytes:
+                    raise PlaneReadError(
+                        f"decoded plane has {len(pixels)} bytes, expected {self.layout.pixel_nbytes}"
+                    )
+                self._pixels = pixels
+            return self._pixels
+
+    def read(self, offset: int, size: int) -> bytes:
+        if not self.layout.needs_pixels(offset, size):
+            return read_range(self.layout, offset, size, None)
+        return read_range(self.layout, offset, size, self._pixels_now())
+
+    def read_ready(self, offset: int, size: int) -> bytes | None:
+        if not self.layout.needs_pixels(offset, size):
+            return read_range(self.layout, offset, size, None)
+        pixels = self._pixels
+        return None if pixels is None else read_range(self.layout, offset, size, pixels)
+
+    def close(self) -> None:
+        self._pixels = None
