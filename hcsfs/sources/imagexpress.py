@@ -251,7 +251,14 @@ class ImageXpressSource(PassthroughSource):
 
     format_name = "imagexpress"
 
-    def __init__(self, path: str | os.PathLike[str], *, strict: bool = False, **_: Any) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], *, strict: bool = False, site_order: str = "field"
+    ) -> None:
+        if site_order != "field":
+            raise PlateFormatError(
+                f"site_order {site_order!r}: ImageXpress sites keep the instrument's numbering "
+                "(raster renumbering applies to Phenix fields only)"
+            )
         root = Path(path).resolve()
         if not root.is_dir():
             raise PlateFormatError(f"{root}: an ImageXpress plate is a folder")

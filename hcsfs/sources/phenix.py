@@ -194,7 +194,6 @@ class PhenixSource(PassthroughSource):
         *,
         strict: bool = False,
         site_order: str = "field",
-        **_: Any,
     ) -> None:
         if site_order not in ("field", "raster"):
             raise PlateFormatError(f"site_order must be 'field' or 'raster', not {site_order!r}")

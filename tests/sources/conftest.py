@@ -1,0 +1,29 @@
+"""Fixtures for the instrument-format tests: the shared real samples, checked unchanged afterwards."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))  # generate_ixm, whatever tests/ becomes
+
+from generate_ixm import SAMPLES, tree_digest  # noqa: E402
+
+_USED = (
+    "imagexpress_plane_guid", "imagexpress_listing", "phenix_harmony5_a", "phenix_harmony5_b",
+    "phenix_harmony7_index_only",
+)
+
+
+@pytest.fixture(scope="session")
+def samples() -> Iterator[Path]:
+    """``../shared/samples`` (read only); its checksums must be the same after every test used it."""
+    if not all((SAMPLES / name).is_dir() for name in _USED):
+        pytest.skip(f"real instrument samples not found under {SAMPLES}")
+    before = {name: tree_digest(SAMPLES / name) for name in _USED}
+    yield SAMPLES
+    after = {name: tree_digest(SAMPLES / name) for name in _USED}
+    assert after == before, "a test changed the shared samples"
