@@ -41,3 +41,7 @@ class MountError(HcsfsError, OSError):
 
 class NotAPlaneError(PlaneNotFoundError):
     """A source entry named like a plane is not one (e.g. not a TIFF); it is left out of the view."""
+
+
+class OutputExistsError(HcsfsError, FileExistsError):
+    """An output (e.g. ``hcsfs convert``'s destination store) exists and overwriting was not asked for."""
