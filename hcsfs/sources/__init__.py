@@ -67,6 +67,11 @@ FORMATS: tuple[SourceFormat, ...] = (
         "a MetaXpress .HTD, TimePoint_<n> folders or <plate>_<well>_s<n>_w<n>.tif names",
     ),
     SourceFormat(
+        "ome-zarr", "hcsfs.sources.omezarr.meta:can_open",
+        "hcsfs.sources.omezarr.source:OmeZarrPlateSource",
+        "an OME-Zarr HCS plate (zarr.json or .zattrs with plate metadata)",
+    ),
+    SourceFormat(
         "tiff-folder", "hcsfs.sources.tiffdir:can_open", "hcsfs.sources.tiffdir:TiffFolderSource",
         "files named like A01_s001_w1_z001_t001.tif",
     ),
