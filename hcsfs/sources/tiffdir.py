@@ -84,7 +84,8 @@ class TiffFolderSource:
             magic = b""
             stat = None
         except OSError as exc:
-            raise PlaneReadError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+            link = f" (a link to {os.readlink(path)})" if path.is_symlink() else ""
+            raise PlaneReadError(f"{path}{link}: cannot read: {exc.strerror or exc}") from exc
         if magic not in TIFF_MAGICS:
             with self._lock:
                 self._rejected.add(key)

@@ -1,0 +1,161 @@
+"""The ``hcsfs`` command as users run it: daemon mounts, foreground, errors, stale mounts, info."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hcsfs.fs.mounttable import MountState, find_mount, probe_mountpoint
+from tests.plates import memory_plate, write_tiff_folder
+
+HCSFS = [sys.executable, "-m", "hcsfs"]
+
+
+def hcsfs(*args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run([*HCSFS, *map(str, args)], capture_output=True, text=True, timeout=timeout)
+    if check and done.returncode != 0:
+        raise AssertionError(f"hcsfs {' '.join(map(str, args))} failed: {done.stderr}")
+    return done
+
+
+@pytest.fixture
+def plate_dir(tmp_path: Path, unchanged) -> Path:  # type: ignore[no-untyped-def]
+    return unchanged(write_tiff_folder(tmp_path / "plate", memory_plate()))
+
+
+@pytest.fixture
+def cleanup(mountpoint: Path) -> Iterator[Path]:
+    yield mountpoint
+    if find_mount(mountpoint) is not None:
+        subprocess.run(["fusermount3", "-uz", str(mountpoint)], capture_output=True)
+
+
+def _daemon_pid(mountpoint: Path) -> int:
+    out = subprocess.run(["pgrep", "-f", f"hcsfs mount .* {mountpoint} --foreground"],
+                         capture_output=True, text=True).stdout.split()
+    assert len(out) == 1, out
+    return int(out[0])
+
+
+def _wait_gone(pid: int, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"process {pid} is still alive")
+
+
+def test_version_and_help() -> None:
+    assert hcsfs("--version").stdout.startswith("hcsfs, version ")
+    assert "mount" in hcsfs("--help").stdout
+
+
+def test_info(plate_dir: Path) -> None:
+    out = hcsfs("info", plate_dir).stdout
+    assert "format: tiff-folder" in out and "planes: 12" in out and "wells: 3 (A01 .. B01)" in out
+    assert "plane shape: 48 x 64" in out
+    summary = json.loads(hcsfs("info", "--json", plate_dir).stdout)
+    assert summary["channels"] == [{"index": 1, "name": None}, {"index": 2, "name": None}]
+
+
+def test_info_on_something_that_is_not_a_plate(tmp_path: Path) -> None:
+    done = hcsfs("info", tmp_path, check=False)
+    assert done.returncode == 1
+    assert done.stderr.startswith("hcsfs: error:") and "looked for" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.mount
+def test_mount_returns_once_the_mount_answers(plate_dir: Path, cleanup: Path, tmp_path: Path) -> None:
+    log = tmp_path / "hcsfs.log"
+    hcsfs("mount", plate_dir, cleanup, "--log-file", log, "--cache-size", "64M")
+    # no waiting: the mount must already answer when the command returns
+    assert len([n for n in os.listdir(cleanup) if n.endswith(".tif")]) == 12
+    assert probe_mountpoint(cleanup) == MountState.LIVE
+    assert find_mount(cleanup).fstype == "fuse.hcsfs"
+    assert "mounted" in log.read_text()
+    out = hcsfs("unmount", cleanup).stdout
+    assert "unmounted" in out and find_mount(cleanup) is None
+
+
+@pytest.mark.mount
+def test_mount_errors_are_one_clear_line(plate_dir: Path, cleanup: Path, tmp_path: Path) -> None:
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "file").write_text("x")
+    cases = [
+        ((plate_dir, busy), "is not empty"),
+        ((plate_dir, tmp_path / "absent"), "does not exist"),
+        ((plate_dir, busy / "file"), "not a directory"),
+        ((tmp_path / "busy", cleanup), "not a plate"),
+    ]
+    for args, message in cases:
+        done = hcsfs("mount", *args, check=False)
+        assert done.returncode != 0 and message in done.stderr, (args, done.stderr)
+        assert "Traceback" not in done.stderr
+    hcsfs("mount", plate_dir, cleanup)
+    again = hcsfs("mount", plate_dir, cleanup, check=False)
+    assert again.returncode == 1 and "already a mountpoint" in again.stderr
+    hcsfs("unmount", cleanup)
+    gone = hcsfs("unmount", cleanup, check=False)
+    assert gone.returncode == 1 and "not mounted" in gone.stderr
+
+
+@pytest.mark.mount
+def test_sigterm_unmounts_cleanly(plate_dir: Path, cleanup: Path) -> None:
+    hcsfs("mount", plate_dir, cleanup)
+    pid = _daemon_pid(cleanup)
+    os.kill(pid, signal.SIGTERM)
+    _wait_gone(pid)
+    assert find_mount(cleanup) is None and os.listdir(cleanup) == []
+
+
+@pytest.mark.mount
+def test_kill_9_leaves_a_stale_mount_that_unmount_clears(plate_dir: Path, cleanup: Path) -> None:
+    hcsfs("mount", plate_dir, cleanup)
+    pid = _daemon_pid(cleanup)
+    os.kill(pid, signal.SIGKILL)
+    _wait_gone(pid)
+    assert probe_mountpoint(cleanup) == MountState.STALE
+    refused = hcsfs("mount", plate_dir, cleanup, check=False)
+    assert refused.returncode == 1 and "stale" in refused.stderr and "hcsfs unmount" in refused.stderr
+    started = time.monotonic()
+    hcsfs("unmount", cleanup)
+    assert time.monotonic() - started < 5
+    assert find_mount(cleanup) is None
+    hcsfs("mount", plate_dir, cleanup)  # and a new mount works
+    assert (cleanup / "A01_s001_w1_z001_t001.tif").read_bytes() == \
+        (plate_dir / "A01_s001_w1_z001_t001.tif").read_bytes()
+    hcsfs("unmount", cleanup)
+
+
+@pytest.mark.mount
+def test_foreground_stays_attached_and_stops_on_sigint(plate_dir: Path, cleanup: Path) -> None:
+    process = subprocess.Popen([*HCSFS, "mount", "-f", str(plate_dir), str(cleanup)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while find_mount(cleanup) is None or not os.listdir(cleanup):
+            assert process.poll() is None, process.stderr.read() if process.stderr else ""
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert "A01_s001_w1_z001_t001.tif" in os.listdir(cleanup)
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=30)
+        assert process.returncode == 0, err
+        assert "mounted" in err and "unmounted" in err  # logs go to stderr in the foreground
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert find_mount(cleanup) is None
