@@ -207,14 +207,14 @@ class _Walker:
         key_t = parsed.t if parsed.t is not None else t
         key_z = parsed.z if parsed.z is not None else z
         key = PlaneKey(parsed.well, parsed.site or 1, parsed.wave or 1, key_z, key_t)
-        reason = self._outside_htd(key, parsed)
-        if reason:
-            self.builder.skip(relpath, reason)
+        outside = self._outside_htd(key)
+        if outside:
+            self.builder.skip(relpath, outside)
             return
         self.prefixes.add(parsed.prefix)
         self.builder.add(key, relpath)
 
-    def _outside_htd(self, key: PlaneKey, parsed: IxmName) -> str | None:
+    def _outside_htd(self, key: PlaneKey) -> str | None:
         htd = self.htd
         if htd is None:
             return None

@@ -223,8 +223,8 @@ class PhenixSource(PassthroughSource):
                 "without --strict they are left out"
             )
         channel_names = {c: f["ChannelName"] for c, f in facts.items() if f.get("ChannelName")}
-        pixel_sizes = {_microns(f.get("ImageResolutionX")) for f in facts.values()} - {None}
-        pixel_size = min(pixel_sizes) if len(pixel_sizes) == 1 else None
+        sizes = {_microns(f.get("ImageResolutionX")) for f in facts.values()}
+        pixel_size = sizes.pop() if len(sizes) == 1 else None  # channels that differ: per plane
         extra: dict[str, Any] = {
             "instrument": "Opera Phenix / Operetta (Harmony)",
             "index": str(index_path),

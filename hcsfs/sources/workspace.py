@@ -183,7 +183,7 @@ class PassthroughSource:
             path = self.root / self._workspace.planes[key]
             try:
                 return probe_tiff(path)[2]
-            except Exception as exc:  # a damaged first plane must not break the mount
+            except (OSError, ValueError) as exc:  # a damaged first plane must not break the mount
                 log.warning("%s: no pixel size from %s: %s", self.root, path, exc)
         return None
 

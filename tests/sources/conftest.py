@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))  # generate_ixm, whatever tests/ becomes
-
-from generate_ixm import SAMPLES, tree_digest  # noqa: E402
+from tests.sources.generate_ixm import SAMPLES, tree_digest
 
 _USED = (
     "imagexpress_plane_guid", "imagexpress_listing", "phenix_harmony5_a", "phenix_harmony5_b",

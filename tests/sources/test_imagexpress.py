@@ -6,8 +6,17 @@ import os
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
-from generate_ixm import (
+import tifffile
+
+from hcsfs.errors import PlaneNotFoundError, PlateCollisionError, PlateFormatError
+from hcsfs.naming import PlaneKey
+from hcsfs.sources import detect_format, open_plate, plate_summary
+from hcsfs.sources.htd import parse_htd, read_htd
+from hcsfs.sources.imagexpress import ImageXpressSource, parse_ixm_name
+from tests.conformance import SourceConformance
+from tests.sources.generate_ixm import (
     htd_text,
     ixm_name,
     listing_names,
@@ -16,12 +25,6 @@ from generate_ixm import (
     write_files,
     write_htd,
 )
-
-from hcsfs.errors import PlaneNotFoundError, PlateCollisionError, PlateFormatError
-from hcsfs.naming import PlaneKey
-from hcsfs.sources import detect_format, open_plate, plate_summary
-from hcsfs.sources.htd import parse_htd, read_htd
-from hcsfs.sources.imagexpress import ImageXpressSource, parse_ixm_name
 
 GUID = "64FBEEF7-F77C-4892-86F5-72D0160D4FB2"
 
@@ -82,7 +85,7 @@ def test_real_listing_maps_1800_planes(tmp_path: Path, samples: Path) -> None:
     source = open_plate(tmp_path)
     assert isinstance(source, ImageXpressSource)
     assert len(source.keys()) == 1800
-    assert {key: source.path_of(key).name for key in source.keys()} == expected
+    assert {key: source.path_of(key).name for key in list(source.keys())} == expected
     summary = plate_summary(source)
     assert (len(summary["wells"]), summary["sites"], summary["z"], summary["t"]) == (
         60, [1, 2, 3, 4, 5, 6], [1], [1])
@@ -136,7 +139,7 @@ def test_nested_timepoints_and_zsteps(tmp_path: Path) -> None:
     for (well, site, wave, z, t), rel in planes.items():
         assert source.path_of(PlaneKey(well, site, wave, z, t)) == tmp_path / rel
         assert f"TimePoint_{t}/ZStep_{z}/" in rel
-    projections = [k for k in source.keys() if k.z == "proj"]
+    projections = [k for k in list(source.keys()) if k.z == "proj"]
     assert projections == [PlaneKey("A01", 1, 1, "proj", 1), PlaneKey("A01", 1, 1, "proj", 2)]
     summary = plate_summary(source)
     assert summary["z"] == [1, 2, 3, "proj"] and summary["t"] == [1, 2]
@@ -212,7 +215,7 @@ def test_1536_well_lower_case_names(tmp_path: Path) -> None:
     names = [f"screen_{w}_s1_w1.tif" for w in ("a01", "af48", "p24", "ab13")]
     write_files(tmp_path, names)
     source = open_plate(tmp_path)
-    assert [k.well for k in source.keys()] == ["A01", "P24", "AB13", "AF48"]
+    assert [k.well for k in list(source.keys())] == ["A01", "P24", "AB13", "AF48"]
 
 
 def test_prefix_with_well_like_token(tmp_path: Path) -> None:
@@ -261,5 +264,16 @@ def test_info_touches_only_the_plane(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
     monkeypatch.setattr(os, "scandir", no_listing)
     monkeypatch.setattr(os, "listdir", no_listing)
-    for key in source.keys():
+    for key in list(source.keys()):
         assert source.info(key).size == source.path_of(key).stat().st_size
+
+
+class TestImageXpressConformance(SourceConformance):
+    @pytest.fixture
+    def source(self, tmp_path: Path) -> ImageXpressSource:
+        _nested_plate(tmp_path)
+        return ImageXpressSource(tmp_path)
+
+    @pytest.fixture
+    def expected(self, source: ImageXpressSource) -> dict[PlaneKey, np.ndarray]:
+        return {key: tifffile.imread(source.path_of(key)) for key in list(source.keys())}

@@ -6,14 +6,17 @@ import csv
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
-from generate_ixm import tree_digest, write_files
+import tifffile
 
 from hcsfs.errors import PlateCollisionError, PlateFormatError
 from hcsfs.naming import PlaneKey, sort_key
 from hcsfs.sources import detect_format, open_plate, plate_summary
 from hcsfs.sources.fieldorder import cluster
 from hcsfs.sources.phenix import PhenixSource, find_index
+from tests.conformance import SourceConformance
+from tests.sources.generate_ixm import tree_digest, write_files
 
 HARMONY5 = [("phenix_harmony5_a", "load_data_version1.csv"), ("phenix_harmony5_b", "load_data_version5.csv")]
 
@@ -139,7 +142,7 @@ def test_axes_and_one_based_timepoints(tmp_path: Path) -> None:
 
 def test_zero_based_timepoints_shift(tmp_path: Path) -> None:
     _write(tmp_path, [_image(1, 1, 1, 1, 1, t) for t in (0, 1)])
-    assert [k.t for k in open_plate(tmp_path).keys()] == [1, 2]
+    assert [k.t for k in list(open_plate(tmp_path).keys())] == [1, 2]
 
 
 def test_missing_file_is_listed_not_invented(tmp_path: Path) -> None:
@@ -205,7 +208,7 @@ def test_source_is_never_written(tmp_path: Path, samples: Path) -> None:
     try:
         before = tree_digest(copy)
         source = open_plate(copy)
-        for key in source.keys():
+        for key in list(source.keys()):
             source.info(key)
         plate_summary(source)
         assert tree_digest(copy) == before
@@ -213,3 +216,14 @@ def test_source_is_never_written(tmp_path: Path, samples: Path) -> None:
     finally:
         (copy / "images").chmod(0o755)
         copy.chmod(0o755)
+
+
+class TestPhenixConformance(SourceConformance):
+    @pytest.fixture
+    def source(self, tmp_path: Path) -> PhenixSource:
+        _write(tmp_path, [_image(r, 2, f, 1, c, 0) for r in (1, 2) for f in (1, 2) for c in (1, 2)])
+        return PhenixSource(tmp_path)
+
+    @pytest.fixture
+    def expected(self, source: PhenixSource) -> dict[PlaneKey, np.ndarray]:
+        return {key: tifffile.imread(source.path_of(key)) for key in list(source.keys())}
