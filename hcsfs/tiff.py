@@ -14,6 +14,7 @@ reports 16,510 µm per pixel).
 
 from __future__ import annotations
 
+import functools
 import struct
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -175,8 +176,16 @@ def _build_header(
 def plan_tiff(
     shape: tuple[int, int], dtype: np.dtype | str, pixel_size_um: float | None = None
 ) -> TiffLayout:
-    """Plan the served TIFF of a ``shape`` plane of ``dtype``: exact size, header bytes."""
-    dtype = np.dtype(dtype)
+    """Plan the served TIFF of a ``shape`` plane of ``dtype``: exact size, header bytes.
+
+    Layouts are immutable and shared: all planes of one shape, dtype and pixel size get one object.
+    """
+    return _plan_tiff(tuple(int(n) for n in shape), np.dtype(dtype).str, pixel_size_um)
+
+
+@functools.lru_cache(maxsize=1024)
+def _plan_tiff(shape: tuple[int, ...], dtype_str: str, pixel_size_um: float | None) -> TiffLayout:
+    dtype = np.dtype(dtype_str)
     if dtype == np.dtype(bool):
         dtype = np.dtype("u1")
     dtype = dtype.newbyteorder("<") if dtype.itemsize > 1 else dtype
