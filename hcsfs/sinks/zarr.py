@@ -82,7 +82,7 @@ class ZarrWriteOptions:
             if name == "blosclz4":
                 return BloscCodec(cname="lz4", clevel=5 if level is None else level, shuffle="shuffle",
                                   typesize=dtype.itemsize)
-            from numcodecs.zarr3 import LZ4
+            from zarr.codecs.numcodecs import LZ4  # not a zarr v3 core codec: zarr-python reads it
 
             return LZ4(acceleration=1 if level is None else max(1, level))
         import numcodecs
@@ -200,6 +200,8 @@ class OmeZarrPlateWriter:
         xy = 1.0 if pixel_size_um is None else float(pixel_size_um)
         multiscale: dict[str, Any] = {
             "name": f"{well}/{site - 1}",
+            "type": "none",  # one resolution level: nothing was downsampled
+            "metadata": {"description": "level 0 only, written by hcsfs convert"},
             "axes": _axes(pixel_size_um),
             "datasets": [{"path": "0", "coordinateTransformations": [
                 {"type": "scale", "scale": [1.0, 1.0, 1.0, xy, xy]}]}],
@@ -248,13 +250,14 @@ class OmeZarrPlateWriter:
             self._group(self.path / self.well_path(well), {"well": body})
         for row in rows:
             self._group(self.path / row_letters(row), {})
+        field_count = max((len(f) for f in self._fields.values()), default=1)
         plate: dict[str, Any] = {
             "name": self.name,
             "rows": [{"name": row_letters(r)} for r in rows],
             "columns": [{"name": str(c)} for c in columns],
             "wells": entries,
-            "acquisitions": [{"id": 0, "name": acquisition_name}],
-            "field_count": max((len(f) for f in self._fields.values()), default=0),
+            "acquisitions": [{"id": 0, "name": acquisition_name, "maximumfieldcount": field_count}],
+            "field_count": field_count,
         }
         if not self._v3:
             plate["version"] = "0.4"
