@@ -17,9 +17,10 @@ listed as missing (never invented).
 
 from __future__ import annotations
 
+import functools
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,12 +33,14 @@ from hcsfs.sources.workspace import PassthroughSource, WorkspaceBuilder
 __all__ = ["ImageXpressSource", "IxmName", "can_open", "parse_ixm_name"]
 
 _GUID = r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}"
-_GUID_TAIL = re.compile(rf"(?:_?\[{_GUID}\]|{_GUID})$")
-_THUMB_TAIL = re.compile(r"_thumb$", re.IGNORECASE)
-_WAVE_TAIL = re.compile(r"_w(\d+)$", re.IGNORECASE)
-_SITE_TAIL = re.compile(r"_s(\d+)$", re.IGNORECASE)
-_WELL_TAIL = re.compile(r"(?:^|_)([A-Za-z]{1,2})(\d{1,3})$")
-_TIFF_EXT = re.compile(r"\.tiff?$", re.IGNORECASE)
+# Right to left: extension, GUID (glued, or "_[GUID]"), "_thumb", "_w<wave>", "_s<site>", the well.
+# The prefix is lazy, so a well-like token inside it ("_C2_") is passed over unless everything after
+# it is a well-formed tail; a greedy prefix would read the "w1" of a glued "_w1<GUID>" as a well.
+_CLASSIC = re.compile(
+    r"^(?:(?P<prefix>.*?)_)??(?P<row>[A-Za-z]{1,2})(?P<col>\d{1,3})(?:_s(?P<site>\d+))?"
+    rf"(?:_w(?P<wave>\d+))?(?P<thumb>_thumb)?(?P<guid>_?\[{_GUID}\]|{_GUID})?\.tiff?$",
+    re.IGNORECASE,
+)
 _ACQUIRE = re.compile(
     r"^(?P<prefix>.*)_t(?P<t>\d+)_(?P<row>[A-Za-z]{1,2})(?P<col>\d{1,3})"
     r"_s(?P<site>\d+)_w(?P<wave>\d+)_z(?P<z>\d+)(?P<thumb>_thumb)?\.tiff?$",
@@ -65,6 +68,7 @@ class IxmName:
     z: int | None = None
 
 
+@functools.lru_cache(maxsize=4096)
 def _well(letters: str, column: str) -> str:
     return format_well(row_index(letters.upper()), int(column))
 
@@ -90,36 +94,23 @@ def parse_ixm_name(name: str) -> IxmName | None:
     """
     if name.startswith("._"):
         return None
-    ext = _TIFF_EXT.search(name)
-    if ext is None:
-        return None
-    acquire = _parse_acquire(name)
-    if acquire is not None:
-        return acquire
-    stem = name[: ext.start()]
-    guid = _GUID_TAIL.search(stem)
-    if guid is not None:
-        stem = stem[: guid.start()]
-    thumb = _THUMB_TAIL.search(stem)
-    if thumb is not None:
-        stem = stem[: thumb.start()]
-    wave = _WAVE_TAIL.search(stem)
-    if wave is not None:
-        stem = stem[: wave.start()]
-    site = _SITE_TAIL.search(stem)
-    if site is not None:
-        stem = stem[: site.start()]
-    well = _WELL_TAIL.search(stem)
-    if well is None:
-        return None
+    match = _CLASSIC.match(name)
+    if match is None:
+        return _parse_acquire(name)
+    if match["row"] in ("z", "Z") and not match["site"] and not match["wave"]:
+        # "<project>_t<t>_<well>_s<s>_w<w>_z<z>": the classic reading takes "z<z>" for the well
+        acquire = _parse_acquire(name)
+        if acquire is not None:
+            return acquire
     try:
-        well_name = _well(well[1], well[2])
+        well = _well(match["row"], match["col"])
     except PlaneNameError:
         return None
     return IxmName(
-        prefix=stem[: well.start()], well=well_name,
-        site=int(site[1]) if site else None, wave=int(wave[1]) if wave else None,
-        thumb=thumb is not None, guid=guid is not None,
+        prefix=match["prefix"] or "", well=well,
+        site=int(match["site"]) if match["site"] else None,
+        wave=int(match["wave"]) if match["wave"] else None,
+        thumb=match["thumb"] is not None, guid=match["guid"] is not None,
     )
 
 
@@ -231,13 +222,18 @@ class _Walker:
         return None
 
 
-def _expected(htd: Htd, prefix: str, timepoint_folders: bool) -> Iterator[tuple[PlaneKey, str]]:
-    """Every plane the HTD promises, with the classic path it would have (a GUID would be ``*``)."""
+def _missing(
+    htd: Htd, present: Iterable[PlaneKey], prefix: str, timepoint_folders: bool
+) -> Iterator[tuple[PlaneKey, str]]:
+    """Planes the HTD promises that no file provides, with the classic path each would have."""
+    have = {(k.well, k.site, k.channel, k.z, k.t) for k in present}
     for well in sorted(htd.wells):
         for site in range(1, htd.sites + 1):
             for wave in htd.waves:
                 for t in range(1, htd.timepoints + 1):
                     for z in range(1, htd.zsteps + 1):
+                        if (well, site, wave, z, t) in have:
+                            continue
                         folder = f"TimePoint_{t}/" if timepoint_folders else ""
                         folder += f"ZStep_{z}/" if htd.zsteps > 1 else ""
                         name = f"{prefix}_{well}" if prefix else well
@@ -269,9 +265,8 @@ class ImageXpressSource(PassthroughSource):
         walker.walk()
         if htd is not None:
             prefix = min(walker.prefixes) if len(walker.prefixes) == 1 else "*"
-            for key, relpath in _expected(htd, prefix, walker.timepoint_folders):
-                if key not in builder.planes:
-                    builder.miss(key, relpath)
+            for key, relpath in _missing(htd, builder.planes, prefix, walker.timepoint_folders):
+                builder.miss(key, relpath)
         if strict and builder.missing:
             first = builder.missing[0]
             raise PlateFormatError(

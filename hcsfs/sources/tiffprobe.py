@@ -7,7 +7,7 @@ from pathlib import Path
 
 import tifffile
 
-__all__ = ["is_tiff", "probe_tiff", "TIFF_MAGICS"]
+__all__ = ["TIFF_MAGICS", "is_tiff", "probe_tiff"]
 
 TIFF_MAGICS = (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+")
 
@@ -47,4 +47,6 @@ def probe_tiff(path: str | Path) -> tuple[tuple[int, int], str, float | None]:
         shape = page.shape
         if len(shape) != 2:
             shape = (page.imagelength, page.imagewidth)
+        if page.dtype is None:
+            raise ValueError(f"{path}: sample format not supported (no numpy dtype)")
         return (int(shape[0]), int(shape[1])), page.dtype.str.lstrip("<>|="), _pixel_size_um(page, tif)

@@ -13,6 +13,7 @@ import logging
 import os
 import threading
 from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -67,7 +68,7 @@ class WorkspaceBuilder:
 
     def build(self) -> Workspace:
         self._log_skipped()
-        keys = sorted(self.planes, key=sort_key)
+        keys = sorted(self.planes, key=_fast_sort_key(self.planes))
         self.missing.sort(key=lambda m: m["name"])
         return Workspace(self.root, self.planes, keys, self.skipped, self.missing)
 
@@ -87,6 +88,21 @@ class WorkspaceBuilder:
                 "%s: %d planes promised by the plate's metadata are missing (first: %s)",
                 self.root, len(self.missing), self.missing[0]["path"],
             )
+
+
+def _axis_order(value: int | str) -> tuple[int, int, str]:
+    return (0, value, "") if isinstance(value, int) else (1, 0, value)
+
+
+def _fast_sort_key(keys: Iterable[PlaneKey]) -> Callable[[PlaneKey], tuple[object, ...]]:
+    """:func:`hcsfs.naming.sort_key`, with each well's row and column worked out once, not per plane."""
+    wells = {key.well: sort_key(PlaneKey(key.well))[:2] for key in keys}
+
+    def order(key: PlaneKey) -> tuple[object, ...]:
+        return (*wells[key.well], _axis_order(key.site), _axis_order(key.channel),
+                _axis_order(key.z), _axis_order(key.t))
+
+    return order
 
 
 class PassthroughSource:

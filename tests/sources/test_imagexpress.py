@@ -9,9 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
+from hypothesis import given
+from hypothesis import strategies as st
 
 from hcsfs.errors import PlaneNotFoundError, PlateCollisionError, PlateFormatError
-from hcsfs.naming import PlaneKey
+from hcsfs.naming import PlaneKey, format_well
 from hcsfs.sources import detect_format, open_plate, plate_summary
 from hcsfs.sources.htd import parse_htd, read_htd
 from hcsfs.sources.imagexpress import ImageXpressSource, parse_ixm_name
@@ -277,3 +279,38 @@ class TestImageXpressConformance(SourceConformance):
     @pytest.fixture
     def expected(self, source: ImageXpressSource) -> dict[PlaneKey, np.ndarray]:
         return {key: tifffile.imread(source.path_of(key)) for key in list(source.keys())}
+
+
+_PREFIX_TOKENS = st.sampled_from(["plate", "C2", "s1", "w2", "B03", "val screen", "2024-03-01", "x", ""])
+
+
+@given(
+    prefix=st.lists(_PREFIX_TOKENS, max_size=4).map("_".join),
+    row=st.integers(1, 32).filter(lambda r: r not in (19, 23)),  # rows S, W: "_S01" reads as a site
+    column=st.integers(1, 48),
+    site=st.none() | st.integers(1, 99),
+    wave=st.none() | st.integers(1, 12),
+    thumb=st.booleans(),
+    guid=st.sampled_from(["", GUID, f"_[{GUID}]"]),
+    ext=st.sampled_from([".tif", ".TIF"]),
+    lower=st.booleans(),
+)
+def test_generated_names_parse_back(prefix: str, row: int, column: int, site: int | None,
+                                    wave: int | None, thumb: bool, guid: str, ext: str,
+                                    lower: bool) -> None:
+    well = format_well(row, column)
+    name = ixm_name(prefix, well, site, wave, thumb=thumb, with_guid=False, ext="") + guid + ext
+    parsed = parse_ixm_name(name.lower() if lower else name)
+    assert parsed is not None
+    expected_prefix = prefix.lower() if lower else prefix
+    assert (parsed.prefix, parsed.well, parsed.site, parsed.wave, parsed.thumb, parsed.guid) == (
+        expected_prefix, well, site, wave, thumb, bool(guid))
+
+
+def test_workspace_order_is_naming_order() -> None:
+    from hcsfs.naming import sort_key
+    from hcsfs.sources.workspace import _fast_sort_key
+
+    keys = [PlaneKey(w, s, c, z, t) for w in ("B01", "AA01", "A10", "A02") for s in (2, 10)
+            for c in (1, 12, "max") for z in (1, "proj") for t in (3, 1)]
+    assert sorted(keys, key=_fast_sort_key(keys)) == sorted(keys, key=sort_key)
