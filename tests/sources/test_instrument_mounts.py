@@ -53,7 +53,7 @@ def test_nested_plate_names_and_channel_names(tmp_path: Path, mountpoint: Path) 
     before = tree_digest(tmp_path)
     with hcsfs.mounted(tmp_path, mountpoint) as mounted:
         names = set(os.listdir(mounted.path))
-        for (well, site, wave, z, t), rel in paths.items():
+        for well, site, wave, z, t in paths:
             if t < 0:
                 continue
             name = f"{well}_s{site:03d}_w{wave}_z{z:03d}_t{t:03d}.tif"
