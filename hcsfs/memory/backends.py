@@ -296,6 +296,11 @@ DLPACK_KINDS: dict[MemoryType, frozenset[str]] = {
 # striding are supported"; "Invalid strides array from DLPack"); pyclesperanto needs dense buffers.
 NEEDS_COMPACT: frozenset[MemoryType] = frozenset({M.JAX, M.TENSORFLOW, M.PYCLESPERANTO})
 
+# Buffer alignment a DLPack consumer needs. TensorFlow (Eigen) wraps a misaligned buffer without
+# complaint and later aborts the whole process ("Check failed: IsAligned()", measured with tf.stack
+# on a 16-byte-aligned numpy array); numpy's allocator gives only 16 bytes. jax copies instead.
+MIN_ALIGNMENT: dict[MemoryType, int] = {M.TENSORFLOW: 64}
+
 
 def _cupy_from_cai(data: Any, device: Device) -> Any:
     cupy = import_framework(M.CUPY)

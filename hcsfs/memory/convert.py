@@ -52,6 +52,11 @@ def _dlpack(data: Any, source: M, target: M, src: Device, dst: Device) -> tuple[
         raise _Skip("read-only numpy array: a DLPack consumer could write into it")
     if target in backends.NEEDS_COMPACT and not backends.is_compact(data, source):
         raise _Skip(f"{target} imports only C-contiguous DLPack tensors")
+    alignment = backends.MIN_ALIGNMENT.get(target)
+    if alignment is not None:
+        address = backends.ADDRESS[source](data)
+        if address is None or address % alignment:
+            raise _Skip(f"{target} needs buffers aligned to {alignment} bytes")
     if source is M.TORCH and data.requires_grad:
         data = data.detach()  # shares memory; DLPack refuses tensors that require grad
     return backends.FROM_DLPACK[target](data, dst), Method.DLPACK

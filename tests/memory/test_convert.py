@@ -178,3 +178,15 @@ def test_unknown_objects_and_types_raise(fw):
 
 def test_every_pair_has_a_plan():
     assert len(hm.CONVERSION_TABLE) == 36
+
+
+def test_unaligned_buffers_are_copied_for_tensorflow(fw):
+    """TensorFlow aborts the process on a misaligned DLPack buffer; hcsfs must copy it instead."""
+    raw = np.zeros(4 * 16 + 64, dtype=np.uint8)
+    start = next(s for s in range(16, 64, 16) if (raw.ctypes.data + s) % 64)
+    unaligned = raw[start : start + 64].view(np.float32).reshape(1, 4, 4)
+    torch_view = fw["torch"].from_numpy(unaligned)
+    for data in (unaligned, torch_view):
+        tensor = hm.convert(data, "tensorflow")
+        assert fw["tensorflow"].stack([tensor, tensor]).shape == (2, 1, 4, 4)  # would abort
+    assert hm.stats().zero_copy == 0
