@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from hcsfs.memory import backends
-from hcsfs.memory.devices import Device, check_gpu_id, device_of, target_device
+from hcsfs.memory.devices import CPU, Device, check_gpu_id, device_of, target_device
 from hcsfs.memory.errors import MemoryConversionError
 from hcsfs.memory.gpu import is_out_of_memory
 from hcsfs.memory.stats import ConversionMethod, record_conversion
@@ -91,6 +91,23 @@ CONVERSION_TABLE: dict[tuple[MemoryType, MemoryType], tuple[Strategy, ...]] = {
 }
 
 
+# Frameworks that can hold host memory: with gpu_id=None, data from a GPU they cannot use (a CPU
+# build of torch, jax or tensorflow next to cupy) lands on the host instead of failing.
+_HOST_CAPABLE: dict[MemoryType, Callable[[Device], Any]] = {
+    M.TORCH: backends.torch_device,
+    M.JAX: backends.jax_device,
+    M.TENSORFLOW: backends.tf_device,
+}
+
+
+def _or_host(target: MemoryType, device: Device) -> Device:
+    try:
+        _HOST_CAPABLE[target](device)
+    except backends.Unplaceable:
+        return CPU
+    return device
+
+
 def convert(data: Any, target: MemoryType | str, gpu_id: int | None = None) -> Any:
     """``data`` as an array of memory type ``target``, zero-copy where the devices allow.
 
@@ -105,6 +122,8 @@ def convert(data: Any, target: MemoryType | str, gpu_id: int | None = None) -> A
     src = device_of(data, source)
     try:
         dst = target_device(src, source, target, gpu_id)
+        if gpu_id is None and not dst.is_host and target in _HOST_CAPABLE:
+            dst = _or_host(target, dst)
     except backends.Unplaceable as exc:
         raise MemoryConversionError(source, target, "placement", str(exc)) from exc
     skipped: list[str] = []

@@ -113,7 +113,7 @@ def _torch_cleanup(device_id: int | None) -> bool:
 
 def _cupy_cleanup(device_id: int | None) -> bool:
     cupy = loaded_module(M.CUPY)
-    if cupy is None:
+    if cupy is None or not cupy.cuda.is_available():  # imported without a usable device
         return False
     if device_id is None:
         cupy.get_default_memory_pool().free_all_blocks()
