@@ -280,5 +280,9 @@ class ImageXpressSource(PassthroughSource):
         extra: dict[str, Any] = {"instrument": "ImageXpress (MetaXpress)"}
         if htd is not None:
             extra.update(htd.plate_extra())
-        super().__init__(workspace, channel_names=channel_names, extra=extra)
+        super().__init__(
+            workspace, channel_names=channel_names, extra=extra,
+            # Without WaveName<w>, MetaXpress planes still name their illumination setting.
+            probe_channel_names=any(not n for n in (htd.waves if htd else {0: ""}).values()),
+        )
         self.htd = htd

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import html
 import os
+import re
 from pathlib import Path
 
 import tifffile
 
-__all__ = ["TIFF_MAGICS", "is_tiff", "probe_tiff"]
+__all__ = ["TIFF_MAGICS", "is_tiff", "metadata_xml_props", "probe_channel_name", "probe_tiff"]
 
 TIFF_MAGICS = (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+")
 
@@ -18,6 +20,23 @@ def is_tiff(path: str | os.PathLike[str]) -> bool:
         return file.read(4) in TIFF_MAGICS
 
 
+_PROP = re.compile(r"""<prop\s+id="([^"]+)"\s+type="[^"]*"\s+value="([^"]*)"\s*/>""")
+
+
+def metadata_xml_props(description: str | None) -> dict[str, str]:
+    """``<prop id=... value=...>`` pairs of MetaMorph/MetaSeries ``<MetaData>`` XML (first wins).
+
+    Read directly rather than through tifffile's ``is_metaseries``, which also demands the Software
+    tag be "MetaSeries"; MetaXpress planes written by MetaMorph say "MetaMorph".
+    """
+    if not description or not description.lstrip().startswith("<MetaData>"):
+        return {}
+    props: dict[str, str] = {}
+    for key, value in _PROP.findall(description):
+        props.setdefault(key, html.unescape(value))
+    return props
+
+
 def _pixel_size_um(page: tifffile.TiffPage, tif: tifffile.TiffFile) -> float | None:
     """Pixel size in microns from ImageJ calibration or MetaMorph/MetaSeries metadata, if any."""
     if tif.is_imagej and (tif.imagej_metadata or {}).get("unit") in ("micron", "um", "\\u00B5m", "µm"):
@@ -26,16 +45,16 @@ def _pixel_size_um(page: tifffile.TiffPage, tif: tifffile.TiffFile) -> float | N
             numerator, denominator = resolution.value
             if numerator:
                 return denominator / numerator
-    if tif.is_metaseries:
-        meta = tif.metaseries_metadata or {}
-        for section in ("PlaneInfo", "SetInfo"):
-            value = meta.get(section, {}).get("spatial-calibration-x")
-            if value:
-                return float(value)
+    props = metadata_xml_props(page.description)
+    if props.get("spatial-calibration-x") and props.get("spatial-calibration-units", "um") in (
+        "um", "µm", "micron", "microns"
+    ):
+        return float(props["spatial-calibration-x"])
     if tif.is_stk:
         meta = tif.stk_metadata or {}
         x_calibration = meta.get("XCalibration")
-        if x_calibration:
+        units = str(meta.get("CalibrationUnits") or "um")
+        if x_calibration and meta.get("SpatialCalibration", 1) and units in ("um", "µm", "micron"):
             return float(x_calibration)
     return None
 
@@ -50,3 +69,24 @@ def probe_tiff(path: str | Path) -> tuple[tuple[int, int], str, float | None]:
         if page.dtype is None:
             raise ValueError(f"{path}: sample format not supported (no numpy dtype)")
         return (int(shape[0]), int(shape[1])), page.dtype.str.lstrip("<>|="), _pixel_size_um(page, tif)
+
+
+def _metamorph_channel(tif: tifffile.TiffFile) -> str | None:
+    props = metadata_xml_props(tif.pages.first.description)
+    for name in ("_IllumSetting_", "image-name"):
+        if props.get(name):
+            return props[name]
+    if tif.is_stk:
+        meta = tif.stk_metadata or {}
+        for prop in meta.get("PlaneProperty") or ():
+            if isinstance(prop, dict) and prop.get("name") == "_IllumSetting_" and prop.get("value"):
+                return str(prop["value"])
+        if meta.get("Name"):
+            return str(meta["Name"])
+    return None
+
+
+def probe_channel_name(path: str | Path) -> str | None:
+    """The channel (illumination setting) a MetaMorph/MetaXpress plane names in its header, if any."""
+    with tifffile.TiffFile(path) as tif:
+        return _metamorph_channel(tif)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from hcsfs.errors import PlaneNotFoundError, PlaneReadError, PlateCollisionError
 from hcsfs.naming import PlaneKey, sort_key
 from hcsfs.sources.base import PlaneInfo, PlateDescription
-from hcsfs.sources.tiffprobe import probe_tiff
+from hcsfs.sources.tiffprobe import probe_channel_name, probe_tiff
 
 if TYPE_CHECKING:
     import numpy as np
@@ -121,11 +121,13 @@ class PassthroughSource:
         *,
         channel_names: dict[int, str] | None = None,
         pixel_size_um: float | None = None,
+        probe_channel_names: bool = False,
         extra: dict[str, Any] | None = None,
     ) -> None:
         self.root = workspace.root
         self._workspace = workspace
         self._channel_names = dict(channel_names or {})
+        self._channel_names_known = not probe_channel_names
         self._pixel_size_um = pixel_size_um
         self._pixel_size_known = pixel_size_um is not None
         self._extra = dict(extra or {})
@@ -163,7 +165,34 @@ class PassthroughSource:
         return self.pixel_size_um()
 
     def _channel_name(self, key: PlaneKey) -> str | None:
-        return self._channel_names.get(key.channel) if isinstance(key.channel, int) else None
+        names = self.channel_names()
+        return names.get(key.channel) if isinstance(key.channel, int) else None
+
+    def channel_names(self) -> dict[int, str]:
+        """Channel names from the plate's metadata, else from the first plane of each channel (once)."""
+        if not self._channel_names_known:
+            with self._lock:
+                if not self._channel_names_known:
+                    self._channel_names = {**self._probe_channel_names(), **self._channel_names}
+                    self._channel_names_known = True
+        return self._channel_names
+
+    def _probe_channel_names(self) -> dict[int, str]:
+        first: dict[int, PlaneKey] = {}
+        for key in self._workspace.keys:
+            if isinstance(key.channel, int) and key.channel not in self._channel_names:
+                first.setdefault(key.channel, key)
+        names = {}
+        for channel, key in first.items():
+            path = self.root / self._workspace.planes[key]
+            try:
+                name = probe_channel_name(path)
+            except (OSError, ValueError) as exc:
+                log.warning("%s: no channel name from %s: %s", self.root, path, exc)
+                continue
+            if name:
+                names[channel] = name
+        return names
 
     def read_plane(self, key: PlaneKey) -> np.ndarray:
         import tifffile
@@ -207,7 +236,7 @@ class PassthroughSource:
         return PlateDescription(
             format=self.format_name,
             source=str(self.root),
-            channel_names=dict(self._channel_names),
+            channel_names=dict(self.channel_names()),
             pixel_size_um=self.pixel_size_um(),
             skipped=list(self._workspace.skipped),
             missing=list(self._workspace.missing),

@@ -114,6 +114,8 @@ def test_real_guid_plane_passes_through(samples: Path) -> None:
     assert summary["pixel_size_um"] == pytest.approx(0.645)
     assert (summary["shape"], summary["dtype"]) == ([520, 696], "u2")
     assert source.read_plane(key).shape == (520, 696)
+    assert info.channel_name == "DAPI"  # no HTD: the plane's MetaMorph illumination setting
+    assert summary["channels"] == [{"index": 1, "name": "DAPI"}]
     with pytest.raises(PlaneNotFoundError):
         source.info(PlaneKey("A02"))
 
@@ -314,3 +316,24 @@ def test_workspace_order_is_naming_order() -> None:
     keys = [PlaneKey(w, s, c, z, t) for w in ("B01", "AA01", "A10", "A02") for s in (2, 10)
             for c in (1, 12, "max") for z in (1, "proj") for t in (3, 1)]
     assert sorted(keys, key=_fast_sort_key(keys)) == sorted(keys, key=sort_key)
+
+
+_METASERIES = (
+    '<MetaData>\n<prop id="ApplicationName" type="string" value="MetaMorph"/>\n<PlaneInfo>\n'
+    '<prop id="spatial-calibration-x" type="float" value="0.3375"/>\n'
+    '<prop id="spatial-calibration-units" type="string" value="um"/>\n'
+    '<prop id="_IllumSetting_" type="string" value="{name}"/>\n</PlaneInfo>\n</MetaData>'
+)
+
+
+def test_metaseries_xml_pixel_size_and_channel_names(tmp_path: Path) -> None:
+    for wave, name in ((1, "DAPI &amp; more"), (2, "FITC")):
+        tifffile.imwrite(tmp_path / ixm_name("ms", "A01", 1, wave), np.zeros((4, 4), "u2"),
+                         description=_METASERIES.format(name=name), software="MetaMorph",
+                         metadata=None)
+    source = ImageXpressSource(tmp_path)
+    summary = plate_summary(source)
+    assert summary["pixel_size_um"] == pytest.approx(0.3375)
+    assert summary["channels"] == [{"index": 1, "name": "DAPI & more"}, {"index": 2, "name": "FITC"}]
+    write_htd(tmp_path / "ms.HTD", htd_text(8, 12, wells=["A01"], wave_names=["Hoechst", "GFP"]))
+    assert ImageXpressSource(tmp_path).describe().channel_names == {1: "Hoechst", 2: "GFP"}
