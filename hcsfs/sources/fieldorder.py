@@ -56,8 +56,8 @@ def raster_sites(
     """``(row, col, field)`` → site, 1-based, top-left to bottom-right within each well."""
     positions: dict[tuple[int, int], dict[int, tuple[float, float]]] = {}
     for image in images:
-        well = (image.int("Row"), image.int("Col"))
-        field = image.int("FieldID")
+        well = (image.number("Row"), image.number("Col"))
+        field = image.number("FieldID")
         if field in positions.get(well, {}):
             continue
         try:

@@ -78,7 +78,7 @@ class IndexImage:
 
     fields: dict[str, str]
 
-    def int(self, name: str) -> int:
+    def number(self, name: str) -> int:
         value = self.fields.get(name)
         if value is None or not value.strip().lstrip("-").isdigit():
             raise PlateFormatError(f"index image {self.fields.get('URL')!r}: {name} is {value!r}")
@@ -148,7 +148,7 @@ def _channel_facts(index: HarmonyIndex) -> dict[int, dict[str, str]]:
     """Per-channel name/resolution/size: the V7 ``Maps`` first, then the first image of each channel."""
     facts = {channel: dict(values) for channel, values in index.channels.items()}
     for image in index.images:
-        channel = image.int("ChannelID")
+        channel = image.number("ChannelID")
         known = facts.setdefault(channel, {})
         for name in _CHANNEL_FIELDS:
             if name not in known and image.fields.get(name):
@@ -164,7 +164,7 @@ def _microns(value: str | None) -> float | None:
         return None
 
 
-def _resolve(index_dir: Path, url: str) -> str:
+def _resolve(url: str) -> str:
     """The image path relative to the index folder (an absolute URL keeps only its file name)."""
     if "://" in url or url.startswith(("/", "\\")) or ":" in url[:3]:
         return url.replace("\\", "/").rpartition("/")[2]
@@ -207,7 +207,7 @@ class PhenixSource(PassthroughSource):
         facts = _channel_facts(index)
         sites = raster_sites(index.images, facts) if site_order == "raster" else None
         builder = WorkspaceBuilder(root)
-        rel_paths = [(image, _resolve(root, image.fields.get("URL", ""))) for image in index.images]
+        rel_paths = [(image, _resolve(image.fields.get("URL", ""))) for image in index.images]
         present = _listing({(root / rel).parent for _, rel in rel_paths})
         missing_first: tuple[PlaneKey, str] | None = None
         for image, key, rel in self._keys(index, rel_paths, sites):
@@ -261,16 +261,16 @@ class PhenixSource(PassthroughSource):
     ) -> Iterator[tuple[IndexImage, PlaneKey, str]]:
         # Harmony 5 counts time points from 0, Harmony 7 from 1: shift when the index holds a 0.
         zero_based = {
-            axis: any(image.int(axis) == 0 for image in index.images)
+            axis: any(image.number(axis) == 0 for image in index.images)
             for axis in ("FieldID", "PlaneID", "TimepointID", "ChannelID")
         }
 
         def one_based(image: IndexImage, axis: str) -> int:
-            return image.int(axis) + (1 if zero_based[axis] else 0)
+            return image.number(axis) + (1 if zero_based[axis] else 0)
 
         for image, rel in rel_paths:
-            row, col = image.int("Row"), image.int("Col")
-            field = image.int("FieldID")
+            row, col = image.number("Row"), image.number("Col")
+            field = image.number("FieldID")
             site = sites[(row, col, field)] if sites is not None else one_based(image, "FieldID")
             key = PlaneKey(
                 format_well(row, col), site, one_based(image, "ChannelID"),

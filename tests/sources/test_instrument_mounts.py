@@ -42,6 +42,7 @@ def test_guid_plane_bytes_and_xattrs(mountpoint: Path, samples: Path) -> None:
         assert path.stat().st_size == real.stat().st_size
         assert path.read_bytes() == real.read_bytes()
         assert float(os.getxattr(path, "user.hcs.pixel_size_um")) == pytest.approx(0.645)
+        assert os.getxattr(path, "user.hcs.channel_name") == b"DAPI"
         assert os.getxattr(path, "user.hcs.source_path") == str(real).encode()
         summary = json.loads((mounted.path / ".hcsfs" / "plate.json").read_text())
     assert summary["pixel_size_um"] == pytest.approx(0.645)
