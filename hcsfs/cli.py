@@ -60,6 +60,8 @@ def _source_options(options: dict[str, Any]) -> dict[str, Any]:
 @click.option("--log-file", type=click.Path(path_type=Path),
               help="Default: ~/.local/state/hcsfs/logs/mount-<mountpoint>.log")
 @click.option("--allow-other", is_flag=True, help="Let other users see the mount (user_allow_other).")
+@click.option("--xattrs/--no-xattrs", default=True, show_default=True,
+              help="user.hcs.* attributes; --no-xattrs makes ls -l of huge plates ~3x faster.")
 @click.option("--strict", is_flag=True, default=None, help="A plane the index lists but storage lacks is an error.")
 @click.option("--site-order", type=click.Choice(["field", "raster"]), help="Phenix: number sites by field ID or position.")
 @click.option("--acquisition", help="OME-Zarr: serve only this acquisition ID.")
@@ -67,8 +69,8 @@ def _source_options(options: dict[str, Any]) -> dict[str, Any]:
 @click.option("--ready-fd", type=int, hidden=True)
 @click.pass_context
 def mount(ctx: click.Context, source: Path, mountpoint: Path, foreground: bool, format_: str | None,
-          cache_size: int, log_file: Path | None, allow_other: bool, ready_fd: int | None,
-          **options: Any) -> None:
+          cache_size: int, log_file: Path | None, allow_other: bool, xattrs: bool,
+          ready_fd: int | None, **options: Any) -> None:
     """Mount SOURCE (a plate folder or store) on MOUNTPOINT; returns once the mount answers."""
     from hcsfs.fs.daemon import report_failure, report_ready, start_daemon
     from hcsfs.fs.mount import MountOptions, MountSession, check_mountpoint
@@ -87,6 +89,7 @@ def mount(ctx: click.Context, source: Path, mountpoint: Path, foreground: bool, 
                  "--cache-size", str(cache_size), "--log-file", str(log_file)]
         args += ["--format", format_] if format_ else []
         args += ["--allow-other"] if allow_other else []
+        args += [] if xattrs else ["--no-xattrs"]
         for name, value in source_options.items():
             flag = "--" + name.replace("_", "-")
             args += [flag] if value is True else [flag, str(value)]
@@ -96,8 +99,8 @@ def mount(ctx: click.Context, source: Path, mountpoint: Path, foreground: bool, 
     configure_logging(log_file=log_file, stderr=ready_fd is None, debug=debug)
     try:
         plate = open_plate(source, format=format_, **source_options)
-        session = MountSession(plate, mountpoint, MountOptions(cache_bytes=cache_size,
-                                                               allow_other=allow_other))
+        options_ = MountOptions(cache_bytes=cache_size, allow_other=allow_other, xattrs=xattrs)
+        session = MountSession(plate, mountpoint, options_)
         session.run(on_ready=lambda: report_ready(ready_fd), handle_signals=True)
     except HcsfsError as exc:
         report_failure(ready_fd, str(exc))

@@ -23,15 +23,20 @@ if TYPE_CHECKING:
 
 __all__ = ["PlaneFile", "PassthroughFile", "EncodedFile"]
 
+_RWF_NOWAIT: int | None = getattr(os, "RWF_NOWAIT", None)
+_PREFETCH_LIMIT = 64 << 20
+
+Chunk = bytes | memoryview
+
 
 class PlaneFile(Protocol):
     size: int
 
-    def read(self, offset: int, size: int) -> bytes:
+    def read(self, offset: int, size: int) -> Chunk:
         """Bytes ``[offset, offset + size)``, short only at EOF; may block."""
         ...
 
-    def read_ready(self, offset: int, size: int) -> bytes | None:
+    def read_ready(self, offset: int, size: int) -> Chunk | None:
         """The same bytes if they can be had without blocking, else ``None``."""
         ...
 
@@ -48,6 +53,10 @@ class PassthroughFile:
             self._fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except OSError as exc:
             raise PlaneReadError(f"{path}: cannot open: {exc.strerror or exc}") from exc
+        if size <= _PREFETCH_LIMIT:
+            # Readers of a plane read all of it: start the disk reading it now, so most requests
+            # find their bytes in the page cache and are answered without a worker thread.
+            os.posix_fadvise(self._fd, 0, 0, os.POSIX_FADV_WILLNEED)
 
     def read(self, offset: int, size: int) -> bytes:
         try:
@@ -66,8 +75,17 @@ class PassthroughFile:
             data = b"".join(parts)
         return data
 
-    def read_ready(self, offset: int, size: int) -> bytes | None:
-        return None  # disk reads always go to a worker thread
+    def read_ready(self, offset: int, size: int) -> memoryview | None:
+        """The bytes if the page cache holds all of them (``RWF_NOWAIT``: never waits for a disk)."""
+        if _RWF_NOWAIT is None:
+            return None
+        want = max(0, min(size, self.size - offset))
+        buffer = bytearray(want)
+        try:
+            got = os.preadv(self._fd, [buffer], offset, _RWF_NOWAIT)
+        except OSError:  # EAGAIN (not cached), EOPNOTSUPP (filesystem without NOWAIT), ...
+            return None
+        return memoryview(buffer) if got == want else None
 
     def close(self) -> None:
         os.close(self._fd)
@@ -94,16 +112,22 @@ class EncodedFile:
                 self._pixels = pixels
             return self._pixels
 
-    def read(self, offset: int, size: int) -> bytes:
+    def _slice(self, offset: int, size: int, pixels: memoryview) -> Chunk:
+        start = offset - self.layout.pixel_offset
+        if start >= 0:  # inside the pixels: a view, no copy
+            return pixels[start : start + size]
+        return read_range(self.layout, offset, size, pixels)
+
+    def read(self, offset: int, size: int) -> Chunk:
         if not self.layout.needs_pixels(offset, size):
             return read_range(self.layout, offset, size, None)
-        return read_range(self.layout, offset, size, self._pixels_now())
+        return self._slice(offset, size, self._pixels_now())
 
-    def read_ready(self, offset: int, size: int) -> bytes | None:
+    def read_ready(self, offset: int, size: int) -> Chunk | None:
         if not self.layout.needs_pixels(offset, size):
             return read_range(self.layout, offset, size, None)
         pixels = self._pixels
-        return None if pixels is None else read_range(self.layout, offset, size, pixels)
+        return None if pixels is None else self._slice(offset, size, pixels)
 
     def close(self) -> None:
         self._pixels = None

@@ -266,3 +266,12 @@ def test_source_file_replaced_while_open_keeps_its_bytes(tmp_path: Path, mountpo
             tifffile.imwrite(replacement, np.ones((64, 64), "u2"))
             os.replace(replacement, folder / "A01_s001_w1_z001_t001.tif")
             assert head + handle.read() == original
+
+
+def test_no_xattrs_option(plate: MemoryPlate, mountpoint: Path) -> None:
+    with hcsfs.mounted(plate, mountpoint, xattrs=False) as mounted:
+        path = mounted.path / "A01_s001_w1_z001_t001.tif"
+        with pytest.raises(OSError) as caught:
+            os.getxattr(path, "user.hcs.well")
+        assert caught.value.errno in (errno.EOPNOTSUPP, errno.ENOSYS)
+        assert path.read_bytes() == _expected_bytes(plate, PlaneKey("A01"))

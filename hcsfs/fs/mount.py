@@ -42,6 +42,8 @@ class MountOptions:
     cache_bytes: int = DEFAULT_CACHE_BYTES
     allow_other: bool = False
     debug_fuse: bool = False
+    xattrs: bool = True
+    """``user.hcs.*`` attributes; without them ``ls -l`` costs two fewer requests per file."""
 
     def fuse_options(self) -> set[str]:
         options = set(pyfuse3.default_options) | {"fsname=hcsfs", "subtype=hcsfs", "noatime"}
@@ -95,7 +97,8 @@ class MountSession:
             raise MountError("this process already serves a mount (pyfuse3 allows one)")
         try:
             check_mountpoint(self.mountpoint)
-            self.operations = PlateOperations(self.source, cache_bytes=self.options.cache_bytes)
+            self.operations = PlateOperations(
+                self.source, cache_bytes=self.options.cache_bytes, xattrs=self.options.xattrs)
             try:
                 pyfuse3.init(self.operations, str(self.mountpoint), self.options.fuse_options())
             except RuntimeError as exc:
@@ -163,6 +166,7 @@ def mounted(
     mountpoint: str | os.PathLike[str],
     *,
     cache_size: int | str = DEFAULT_CACHE_BYTES,
+    xattrs: bool = True,
     format: str | None = None,
     ready_timeout: float = 60.0,
     **source_options: Any,
@@ -172,7 +176,7 @@ def mounted(
     Unmounts on exit, also when the body raises.
     """
     plate = open_plate(source, format=format, **source_options)
-    options = MountOptions(cache_bytes=parse_byte_size(cache_size))
+    options = MountOptions(cache_bytes=parse_byte_size(cache_size), xattrs=xattrs)
     session = MountSession(plate, mountpoint, options)
     ready = threading.Event()
     failure: list[BaseException] = []

@@ -68,7 +68,8 @@ class _Listing:
     inode: int
     named: list[Node]
     keys: Sequence[PlaneKey]
-    attributes: dict[int, pyfuse3.EntryAttributes | None] = field(default_factory=dict)
+    entries: dict[int, tuple[bytes, pyfuse3.EntryAttributes] | None] = field(default_factory=dict)
+    """Planes' names and attributes, computed a batch ahead of the kernel's requests."""
 
     def __len__(self) -> int:
         return len(self.named) + len(self.keys)
@@ -77,9 +78,12 @@ class _Listing:
 class PlateOperations(ReadOnlyOperations):
     """A read-only mount of one :class:`~hcsfs.sources.base.PlateSource`."""
 
-    def __init__(self, source: PlateSource, *, cache_bytes: int, io_threads: int = 16) -> None:
+    def __init__(
+        self, source: PlateSource, *, cache_bytes: int, io_threads: int = 16, xattrs: bool = True
+    ) -> None:
         super().__init__()
         self.source = source
+        self.xattrs = xattrs
         self.tree = InodeTable()
         self.policy = AttributePolicy.for_current_user(time.time_ns())
         self.pixel_cache: ByteLRU[tuple[PlaneKey, int], memoryview] = ByteLRU(cache_bytes, len)
@@ -182,8 +186,8 @@ class PlateOperations(ReadOnlyOperations):
         self._listings[fh] = _Listing(inode, named, keys)
         return fh
 
-    def _plane_attributes(self, key: PlaneKey) -> pyfuse3.EntryAttributes | None:
-        """Attributes for a listed plane; ``None`` leaves a non-plane out (runs in any thread)."""
+    def _plane_entry(self, key: PlaneKey) -> tuple[bytes, pyfuse3.EntryAttributes] | None:
+        """Name and attributes of a listed plane; ``None`` leaves a non-plane out (any thread)."""
         node = self.tree.plane(ROOT_INODE, key)
         try:
             info = self.source.info(key)
@@ -192,38 +196,36 @@ class PlateOperations(ReadOnlyOperations):
         except PlaneReadError as exc:
             # Listed so that the user sees it; opening it gives EIO with the reason in the log.
             log.warning("%s", exc)
-            return self.policy.file(node.inode, 0)
-        return self.policy.file(node.inode, info.size, info.mtime_ns)
+            return os.fsencode(node.name), self.policy.file(node.inode, 0)
+        return os.fsencode(node.name), self.policy.file(node.inode, info.size, info.mtime_ns)
 
     def _fill_batch(self, listing: _Listing, start: int) -> None:
         stop = min(start + _READDIR_BATCH, len(listing))
         offset = len(listing.named)
         for index in range(max(start, offset), stop):
-            if index not in listing.attributes:
-                listing.attributes[index] = self._plane_attributes(listing.keys[index - offset])
+            if index not in listing.entries:
+                listing.entries[index] = self._plane_entry(listing.keys[index - offset])
 
     @fuse_errors
     async def readdir(self, fh: int, start_id: int, token: pyfuse3.ReaddirToken) -> None:
         listing = self._listings[fh]
         index = start_id
         while index < len(listing):
+            entry: tuple[bytes, pyfuse3.EntryAttributes] | None
             if index < len(listing.named):
                 node = listing.named[index]
-                attrs: pyfuse3.EntryAttributes | None = await self._attributes(node)
-                name = node.name
+                entry = (os.fsencode(node.name), await self._attributes(node))
             else:
-                if index not in listing.attributes:
+                if index not in listing.entries:
                     if self.source.blocking_info:
                         await self._blocking(self._fill_batch, listing, index)
                     else:
                         self._fill_batch(listing, index)
-                attrs = listing.attributes.pop(index)
-                name = listing.keys[index - len(listing.named)].name
+                entry = listing.entries[index]
+            if entry is not None and not pyfuse3.readdir_reply(token, *entry, index + 1):
+                break  # the kernel's buffer is full; it asks again from this index
+            listing.entries.pop(index, None)
             index += 1
-            if attrs is None:
-                continue
-            if not pyfuse3.readdir_reply(token, os.fsencode(name), attrs, index):
-                break
 
     async def releasedir(self, fh: int) -> None:
         self._listings.pop(fh, None)
@@ -254,16 +256,21 @@ class PlateOperations(ReadOnlyOperations):
             handle = _BytesFile(await self._blocking(node.content))
         else:
             assert node.key is not None
-            info = await self._info(node.key)
-            if info.passthrough is not None:
-                handle = await self._blocking(PassthroughFile, info.passthrough, info.size)
+            if self.source.blocking_info:  # one trip to a worker thread for info and open(2)
+                handle = await self._blocking(self._open_plane, node.key)
             else:
-                assert info.layout is not None
-                handle = EncodedFile(info.layout, self._load_pixels(info))
+                handle = self._open_plane(node.key)
         return pyfuse3.FileInfo(fh=self._new_fh(handle), keep_cache=True)
 
+    def _open_plane(self, key: PlaneKey) -> PlaneFile:
+        info = self.source.info(key)
+        if info.passthrough is not None:
+            return PassthroughFile(info.passthrough, info.size)
+        assert info.layout is not None
+        return EncodedFile(info.layout, self._load_pixels(info))
+
     @fuse_errors
-    async def read(self, fh: int, off: int, size: int) -> bytes:
+    async def read(self, fh: int, off: int, size: int) -> bytes | memoryview:
         handle = self._handles[fh]
         data = handle.read_ready(off, size)
         if data is None:
@@ -294,10 +301,14 @@ class PlateOperations(ReadOnlyOperations):
 
     @fuse_errors
     async def listxattr(self, inode: int, ctx: Any = None) -> list[bytes]:
+        if not self.xattrs:
+            raise pyfuse3.FUSEError(errno.ENOSYS)  # the kernel then stops asking
         return [name.encode() for name in await self._plane_xattrs(inode)]
 
     @fuse_errors
     async def getxattr(self, inode: int, name: bytes, ctx: Any = None) -> bytes:
+        if not self.xattrs:
+            raise pyfuse3.FUSEError(errno.ENOSYS)  # the kernel then stops asking: faster ls -l
         text = os.fsdecode(name)
         if not text.startswith(XATTR_PREFIX):
             raise pyfuse3.FUSEError(pyfuse3.ENOATTR)

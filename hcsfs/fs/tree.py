@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 
 from hcsfs.naming import PlaneKey
@@ -34,15 +34,16 @@ class Node:
     kind: NodeKind
     key: PlaneKey | None = None
     content: Callable[[], bytes] | None = None
-    children: dict[str, int] = field(default_factory=dict)
-    """Named children of a directory (planes of the root are looked up by key instead)."""
+    children: dict[str, int] | None = None
+    """Named children of a directory (planes are looked up by key instead); None for files."""
 
 
 class InodeTable:
     """Inode numbers ↔ nodes; thread-safe."""
 
     def __init__(self) -> None:
-        self._nodes: dict[int, Node] = {ROOT_INODE: Node(ROOT_INODE, ROOT_INODE, "", NodeKind.DIRECTORY)}
+        root = Node(ROOT_INODE, ROOT_INODE, "", NodeKind.DIRECTORY, children={})
+        self._nodes: dict[int, Node] = {ROOT_INODE: root}
         self._planes: dict[tuple[int, PlaneKey], int] = {}
         self._next = ROOT_INODE + 1
         self._lock = threading.Lock()
@@ -65,11 +66,13 @@ class InodeTable:
     ) -> Node:
         with self._lock:
             directory = self._nodes[parent]
-            if directory.kind is not NodeKind.DIRECTORY:
+            if directory.children is None:
                 raise NotADirectoryError(f"inode {parent} is not a directory")
             if name in directory.children:
                 raise FileExistsError(f"{name!r} already exists in inode {parent}")
-            node = self._allocate(lambda ino: Node(ino, parent, name, kind, content=content))
+            node = self._allocate(lambda ino: Node(
+                ino, parent, name, kind, content=content,
+                children={} if kind is NodeKind.DIRECTORY else None))
             directory.children[name] = node.inode
             return node
 
@@ -85,12 +88,13 @@ class InodeTable:
 
     def child(self, parent: int, name: str) -> Node | None:
         """A named (non-plane) child of ``parent``, or ``None``."""
-        inode = self._nodes[parent].children.get(name)
+        children = self._nodes[parent].children
+        inode = None if children is None else children.get(name)
         return None if inode is None else self._nodes[inode]
 
     def children(self, parent: int) -> list[Node]:
-        directory = self._nodes[parent]
-        return [self._nodes[i] for i in directory.children.values()]
+        children = self._nodes[parent].children or {}
+        return [self._nodes[i] for i in children.values()]
 
     def __getitem__(self, inode: int) -> Node:
         return self._nodes[inode]
