@@ -70,6 +70,7 @@ class WorkspaceBuilder:
         self._log_skipped()
         keys = sorted(self.planes, key=_fast_sort_key(self.planes))
         self.missing.sort(key=lambda m: m["name"])
+        self.skipped.sort(key=lambda s: s["path"])  # scandir order differs between filesystems
         return Workspace(self.root, self.planes, keys, self.skipped, self.missing)
 
     def _log_skipped(self) -> None:
