@@ -43,11 +43,11 @@ def _cupy_oom(exc: BaseException) -> bool:
 
 def _jax_oom(exc: BaseException) -> bool:
     jax = loaded_module(M.JAX)
-    return (
-        jax is not None
-        and isinstance(exc, jax.errors.JaxRuntimeError)
-        and "RESOURCE_EXHAUSTED" in str(exc)
-    )
+    if jax is None:
+        return False
+    # jax.errors.JaxRuntimeError since jax 0.4.36; before, jaxlib's XlaRuntimeError (a RuntimeError).
+    runtime_error = getattr(jax.errors, "JaxRuntimeError", RuntimeError)
+    return isinstance(exc, runtime_error) and "RESOURCE_EXHAUSTED" in str(exc)
 
 
 def _tf_oom(exc: BaseException) -> bool:
