@@ -1,8 +1,8 @@
 """Mount cost of an instrument plate: building the ImageXpress workspace mapping for ~100,000 files.
 
-The plate is generated with empty files (names matter, pixels do not): 384 wells x 9 sites x 5
-wavelengths x 3 ``TimePoint_<t>`` folders, each plane with its ``_thumb`` twin and a GUID glued to the
-wave number, plus an HTD: 103,680 files. The baseline is ``find`` over the same tree (what ``ls -R``
+The plate is generated with empty files (names matter, pixels do not): 384 wells x 9 sites x
+5 wavelengths x 3 ``TimePoint_<t>`` folders, each plane with its ``_thumb`` twin and a GUID glued to
+the wave number, plus an HTD: 103,680 files. The baseline is ``find`` over the same tree (what ``ls -R``
 costs), measured in the same run; both are timed warm (the tree is listed once before), best of 3.
 """
 
@@ -19,7 +19,8 @@ from hcsfs.naming import format_well
 from hcsfs.sources.imagexpress import ImageXpressSource
 
 ROWS, COLUMNS, SITES, WAVES, TIMEPOINTS = 16, 24, 9, 5, 3
-GOAL = "mapping build well under find's time plus a few seconds (issue 3)"
+GOAL = "build well under ls -R time + a few seconds (issue 3: build < ls -R + 2 s)"
+SLACK_S = 2.0
 
 
 def _htd() -> str:
@@ -47,7 +48,8 @@ def generate_plate(root: Path) -> int:
                 for site in range(1, SITES + 1):
                     for wave in range(1, WAVES + 1):
                         for thumb in ("", "_thumb"):
-                            name = f"bench plate_{well}_s{site}_w{wave}{thumb}{str(uuid.uuid4()).upper()}.tif"
+                            guid = str(uuid.uuid4()).upper()
+                            name = f"bench plate_{well}_s{site}_w{wave}{thumb}{guid}.tif"
                             os.close(os.open(folder / name, os.O_CREAT | os.O_WRONLY, 0o644))
     marker.touch()  # outside the layout: the mapping lists it as skipped, like any junk
     return expected
@@ -85,12 +87,15 @@ def run(workdir: Path) -> list[dict[str, object]]:
     find_s = _best_of(3, find)
     ls_s = _best_of(3, ls_recursive)
     build_s = _best_of(3, build)
-    detail = f"hcsfs {build_s:.2f} s for {planes} planes ({files} files, warm cache, best of 3)"
+    met = "met" if build_s < ls_s + SLACK_S else "NOT met"
+    detail = (f"hcsfs {build_s:.2f} s for {planes} planes ({files} files, warm cache, best of 3; "
+              f"goal {met})")
+    case = f"IXM mapping build, {files // 1000}k files"
     return [
-        {"case": f"IXM mapping build, {files // 1000}k files", "baseline": "find",
-         "ratio": round(build_s / find_s, 2), "goal": GOAL, "detail": f"{detail}; find {find_s:.2f} s"},
-        {"case": f"IXM mapping build, {files // 1000}k files", "baseline": "ls -R",
-         "ratio": round(build_s / ls_s, 2), "goal": GOAL, "detail": f"{detail}; ls -R {ls_s:.2f} s"},
+        {"case": case, "baseline": "find", "ratio": round(build_s / find_s, 2), "goal": GOAL,
+         "detail": f"{detail}; find {find_s:.2f} s"},
+        {"case": case, "baseline": "ls -R", "ratio": round(build_s / ls_s, 2), "goal": GOAL,
+         "detail": f"{detail}; ls -R {ls_s:.2f} s"},
     ]
 
 
@@ -99,5 +104,6 @@ if __name__ == "__main__":
     import sys
     import tempfile
 
-    target = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(tempfile.mkdtemp(prefix="hcsfs-bench-"))
+    default = Path(tempfile.mkdtemp(prefix="hcsfs-bench-"))
+    target = Path(sys.argv[1]) if len(sys.argv) > 1 else default
     print(json.dumps(run(target), indent=2))
