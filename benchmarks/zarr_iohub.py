@@ -22,7 +22,7 @@ def _find_python() -> str | None:
         return sys.executable
     for name in _CANDIDATES:
         found = shutil.which(name)
-        if found and subprocess.run([found, "-c", "pass"], capture_output=True).returncode == 0:
+        if found and subprocess.run([found, "-c", "pass"], capture_output=True, check=False).returncode == 0:
             return found
     for pattern in ("~/.pyenv/versions/3.1[23]*/bin/python3",):
         for found in sorted(glob.glob(os.path.expanduser(pattern)), reverse=True):
@@ -47,7 +47,7 @@ def iohub_python(cache_dir: Path) -> tuple[str | None, str]:
         [str(python), "-m", "pip", "install", "-q", f"iohub=={IOHUB_VERSION}"],
     ]
     for step in steps:
-        done = subprocess.run(step, capture_output=True, text=True, timeout=600)
+        done = subprocess.run(step, capture_output=True, text=True, timeout=600, check=False)
         if done.returncode != 0:
             return None, f"could not build the iohub venv: {' '.join(step[:4])}: {done.stderr[-500:]}"
     ready.touch()

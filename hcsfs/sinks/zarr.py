@@ -219,7 +219,8 @@ class OmeZarrPlateWriter:
             kwargs["chunk_key_encoding"] = {"name": "v2", "separator": "/"}
         array = zarr.create_array(
             store=LocalStore(node / "0"), shape=shape, chunks=chunks, dtype=dtype,
-            compressors=opts.compressors(dtype), fill_value=0, zarr_format=opts.zarr_format,
+            compressors=opts.compressors(dtype), fill_value=0,
+            zarr_format=opts.zarr_format,  # type: ignore[arg-type]
             write_data=True, **kwargs,
         )
         with self._lock:

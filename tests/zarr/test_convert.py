@@ -13,7 +13,7 @@ import numpy as np
 import platformdirs
 import pytest
 
-from hcsfs import MemoryPlate, PlaneKey, open_plate
+from hcsfs import MemoryPlate, open_plate
 from hcsfs.convert import convert_plate
 from hcsfs.errors import OutputExistsError
 from hcsfs.sources.base import PlateSource
@@ -28,7 +28,7 @@ def assert_same_planes(original: PlateSource, converted: PlateSource) -> None:
     assert list(converted.keys()) == keys
     for key in keys:
         np.testing.assert_array_equal(converted.read_plane(key), original.read_plane(key))
-        shape, dtype, pixel_size = original.plane_format(key)
+        shape, dtype, _ = original.plane_format(key)
         layout = converted.info(key).layout
         assert layout is not None and layout.shape == shape and layout.dtype == np.dtype(dtype)
         assert converted.info(key).pixel_size_um == original.info(key).pixel_size_um
@@ -105,7 +105,7 @@ def test_interrupted_conversion_leaves_nothing_that_looks_complete(tmp_path: Pat
 
 def _validator(samples: Path, version: str, name: str) -> Any:
     jsonschema = pytest.importorskip("jsonschema")
-    referencing = pytest.importorskip("referencing")
+    pytest.importorskip("referencing")
     import referencing.jsonschema
     folder = samples / "ngff_spec_examples" / version / "schemas"
     resources = []
@@ -191,7 +191,7 @@ def test_iohub_reads_it_back(tmp_path: Path, plate: MemoryPlate, ngff: str) -> N
     path = tmp_path / "p.zarr"
     convert_plate(plate, path, ngff=ngff)
     done = subprocess.run([python, "-c", _IOHUB_SCRIPT, str(path)], capture_output=True, text=True,
-                          timeout=120)
+                          timeout=120, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     positions = json.loads(done.stdout.strip().splitlines()[-1])
     assert set(positions) == {f"{w}/{s}" for w in ("A/1", "B/3", "AF/48") for s in (0, 1)}

@@ -79,11 +79,13 @@ class ZarrPythonImpl:
 
     def open_array(self, path: Path, zarr_format: int) -> ZarrArray:
         if not self.use_zarrs:
-            return _ZarrPythonArray(self._zarr.open_array(str(path), mode="r", zarr_format=zarr_format))
+            return _ZarrPythonArray(
+                self._zarr.open_array(str(path), mode="r", zarr_format=zarr_format)  # type: ignore[arg-type]
+            )
         # The codec pipeline class is read from zarr's global config when an array is opened, so it
         # is set only around our own opens, leaving the process-wide default alone.
         with _config_lock, self._zarr.config.set({"codec_pipeline.path": _ZARRS_PIPELINE}):
-            array = self._zarr.open_array(str(path), mode="r", zarr_format=zarr_format)
+            array = self._zarr.open_array(str(path), mode="r", zarr_format=zarr_format)  # type: ignore[arg-type]
         return _ZarrPythonArray(array)
 
 
@@ -128,7 +130,7 @@ class TensorStoreImpl:
         return _TensorStoreArray(store)
 
 
-ZARR_IMPLS: dict[str, type[ZarrPythonImpl] | type[TensorStoreImpl]] = {
+ZARR_IMPLS: dict[str, type[ZarrPythonImpl | TensorStoreImpl]] = {
     ZarrPythonImpl.name: ZarrPythonImpl,
     TensorStoreImpl.name: TensorStoreImpl,
 }

@@ -355,7 +355,8 @@ def _read_array_v3(node: Path) -> ArrayMeta:
         separator, prefix = config.get("separator", "."), ""
     else:
         separator, prefix = config.get("separator", "/"), "c"
-    attributes = doc.get("attributes") if isinstance(doc.get("attributes"), dict) else {}
+    raw = doc.get("attributes")
+    attributes: dict[str, Any] = raw if isinstance(raw, dict) else {}
     return ArrayMeta(3, shape_t, _dtype(doc.get("data_type"), where), chunk, read_chunk, separator,
                      prefix, attributes)
 
