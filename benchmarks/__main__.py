@@ -54,7 +54,7 @@ def main(argv: list[str]) -> int:
         rows.extend(new)
     table = _table(rows)
     print("\n" + table)
-    when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     header = (f"# Benchmarks\n\nWritten by `make bench` on {when} ({platform.machine()}, "
               f"{os.cpu_count()} cores, Python {platform.python_version()}).\n"
               "Each ratio compares hcsfs with a baseline measured in the same run; the goal says "

@@ -62,8 +62,10 @@ def _source_options(options: dict[str, Any]) -> dict[str, Any]:
 @click.option("--allow-other", is_flag=True, help="Let other users see the mount (user_allow_other).")
 @click.option("--xattrs/--no-xattrs", default=True, show_default=True,
               help="user.hcs.* attributes; --no-xattrs makes ls -l of huge plates ~3x faster.")
-@click.option("--strict", is_flag=True, default=None, help="A plane the index lists but storage lacks is an error.")
-@click.option("--site-order", type=click.Choice(["field", "raster"]), help="Phenix: number sites by field ID or position.")
+@click.option("--strict", is_flag=True, default=None,
+              help="A plane the index lists but storage lacks is an error.")
+@click.option("--site-order", type=click.Choice(["field", "raster"]),
+              help="Phenix: number sites by field ID or position.")
 @click.option("--acquisition", help="OME-Zarr: serve only this acquisition ID.")
 @click.option("--zarr-impl", type=click.Choice(["zarr-python", "tensorstore"]), help="OME-Zarr reader.")
 @click.option("--ready-fd", type=int, hidden=True)

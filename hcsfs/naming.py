@@ -162,7 +162,10 @@ def _index_sort(value: Index) -> tuple[int, int, str]:
 
 
 def sort_key(key: PlaneKey) -> tuple[object, ...]:
-    """Natural plate order: row, column, site, channel, z, t (``w2`` before ``w10``, ``B01`` before ``AA01``)."""
+    """Natural plate order: row, column, site, channel, z, t.
+
+    ``w2`` sorts before ``w10`` and ``B01`` before ``AA01``; reductions (``zmax``) after numbers.
+    """
     row, column = parse_well(key.well)
     return (
         row,

@@ -18,12 +18,8 @@ import functools
 import struct
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import TYPE_CHECKING
 
 import numpy as np
-
-if TYPE_CHECKING:
-    from collections.abc import Buffer
 
 __all__ = ["TiffLayout", "plan_tiff", "pixel_buffer", "read_range", "encode_tiff", "SUPPORTED_DTYPES"]
 
@@ -211,10 +207,12 @@ def pixel_buffer(layout: TiffLayout, plane: np.ndarray) -> memoryview:
     if plane.shape != layout.shape:
         raise ValueError(f"plane shape {plane.shape} differs from the planned {layout.shape}")
     data = np.ascontiguousarray(plane, dtype=layout.dtype)
-    return memoryview(data).cast("B")
+    return memoryview(data).cast("B")  # type: ignore[arg-type]
 
 
-def read_range(layout: TiffLayout, offset: int, size: int, pixels: Buffer | None) -> bytes:
+def read_range(
+    layout: TiffLayout, offset: int, size: int, pixels: bytes | bytearray | memoryview | None
+) -> bytes:
     """Bytes ``[offset, offset + size)`` of the file, short only at EOF.
 
     ``pixels`` (from :func:`pixel_buffer`) may be ``None`` when the range lies inside the header.

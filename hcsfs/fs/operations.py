@@ -141,7 +141,9 @@ class PlateOperations(ReadOnlyOperations):
     # -- lookups and attributes ---------------------------------------------------------------
 
     @fuse_errors
-    async def lookup(self, parent_inode: int, name: bytes, ctx: Any = None) -> pyfuse3.EntryAttributes:
+    async def lookup(
+        self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.EntryAttributes:
         parent = self._node(parent_inode)
         text = os.fsdecode(name)
         if text == ".":
@@ -162,7 +164,7 @@ class PlateOperations(ReadOnlyOperations):
         return self.policy.file(node.inode, info.size, info.mtime_ns)
 
     @fuse_errors
-    async def getattr(self, inode: int, ctx: Any = None) -> pyfuse3.EntryAttributes:
+    async def getattr(self, inode: int, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
         return await self._attributes(self._node(inode))
 
     async def forget(self, inode_list: Sequence[tuple[int, int]]) -> None:
@@ -171,15 +173,14 @@ class PlateOperations(ReadOnlyOperations):
     # -- directories ----------------------------------------------------------------------------
 
     @fuse_errors
-    async def opendir(self, inode: int, ctx: Any = None) -> int:
+    async def opendir(self, inode: int, ctx: pyfuse3.RequestContext) -> int:
         node = self._node(inode)
         if node.kind is not NodeKind.DIRECTORY:
             raise pyfuse3.FUSEError(errno.ENOTDIR)
         keys: Sequence[PlaneKey] = ()
         if inode == ROOT_INODE:
-            keys = await self._blocking(lambda: self.source.keys())
-            if not isinstance(keys, Sequence):
-                keys = list(keys)
+            listed = await self._blocking(lambda: self.source.keys())
+            keys = listed if isinstance(listed, Sequence) else list(listed)
         named = sorted(self.tree.children(inode), key=lambda n: n.name)
         fh = self._next_fh
         self._next_fh += 1
@@ -244,7 +245,7 @@ class PlateOperations(ReadOnlyOperations):
         return lambda: self.pixel_cache.get_or_load((key, info.mtime_ns), decode)
 
     @fuse_errors
-    async def open(self, inode: int, flags: int, ctx: Any = None) -> pyfuse3.FileInfo:
+    async def open(self, inode: int, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
         if flags & _WRITE_FLAGS:
             raise pyfuse3.FUSEError(errno.EROFS)
         node = self._node(inode)
@@ -270,7 +271,9 @@ class PlateOperations(ReadOnlyOperations):
         return EncodedFile(info.layout, self._load_pixels(info))
 
     @fuse_errors
-    async def read(self, fh: int, off: int, size: int) -> bytes | memoryview:
+    async def read(  # type: ignore[override]  # pyfuse3 takes any contiguous buffer
+        self, fh: int, off: int, size: int
+    ) -> bytes | memoryview:
         handle = self._handles[fh]
         data = handle.read_ready(off, size)
         if data is None:
@@ -300,13 +303,13 @@ class PlateOperations(ReadOnlyOperations):
         return {XATTR_PREFIX + k: str(v) for k, v in values.items()}
 
     @fuse_errors
-    async def listxattr(self, inode: int, ctx: Any = None) -> list[bytes]:
+    async def listxattr(self, inode: int, ctx: pyfuse3.RequestContext) -> Sequence[bytes]:
         if not self.xattrs:
             raise pyfuse3.FUSEError(errno.ENOSYS)  # the kernel then stops asking
         return [name.encode() for name in await self._plane_xattrs(inode)]
 
     @fuse_errors
-    async def getxattr(self, inode: int, name: bytes, ctx: Any = None) -> bytes:
+    async def getxattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> bytes:
         if not self.xattrs:
             raise pyfuse3.FUSEError(errno.ENOSYS)  # the kernel then stops asking: faster ls -l
         text = os.fsdecode(name)
@@ -317,7 +320,7 @@ class PlateOperations(ReadOnlyOperations):
             raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
         return value.encode()
 
-    async def statfs(self, ctx: Any = None) -> pyfuse3.StatvfsData:
+    async def statfs(self, ctx: pyfuse3.RequestContext) -> pyfuse3.StatvfsData:
         stats = pyfuse3.StatvfsData()
         stats.f_bsize = 1 << 20
         stats.f_frsize = 512
