@@ -46,7 +46,7 @@ def _mounted(source: Path, mountpoint: Path, *options: str) -> Iterator[Path]:
     try:
         yield mountpoint
     finally:
-        subprocess.run([HCSFS, "unmount", str(mountpoint)], capture_output=True)
+        subprocess.run([HCSFS, "unmount", str(mountpoint)], capture_output=True, check=False)
 
 
 def _throughput_plate(root: Path, compressor: str) -> Path:
@@ -110,16 +110,21 @@ def _best(measure: Callable[[], float], runs: int = 3) -> float:
     return max(measure() for _ in range(runs))
 
 
-def _random_plane_ops(mnt: Path, wells: list[str], count: int, seed: int = 1) -> float:
-    """Seconds per stat + open + read of a random plane."""
-    rng = random.Random(seed)
-    picks = [mnt / PlaneKey(rng.choice(wells)).name for _ in range(count)]
-    start = time.perf_counter()
-    for path in picks:
-        os.stat(path)
-        with open(path, "rb", buffering=0) as handle:
-            handle.read()
-    return (time.perf_counter() - start) / count
+def _random_plane_ops(store: Path, mountpoint: Path, wells: list[str], count: int, seed: int) -> float:
+    """Seconds per stat + open + read of a random plane, each plane read once on a fresh mount.
+
+    Distinct planes on a fresh mount keep both plates cold (no kernel or hcsfs cache hit), so the
+    ratio shows what the plate's size adds to one plane, not a cache hit rate.
+    """
+    picks = random.Random(seed).sample(wells, count)
+    with _mounted(store, mountpoint) as mnt:
+        paths = [mnt / PlaneKey(w).name for w in picks]
+        start = time.perf_counter()
+        for path in paths:
+            os.stat(path)
+            with open(path, "rb", buffering=0) as handle:
+                handle.read()
+        return (time.perf_counter() - start) / count
 
 
 def _first_stat_seconds(store: Path, mountpoint: Path) -> float:
@@ -130,7 +135,7 @@ def _first_stat_seconds(store: Path, mountpoint: Path) -> float:
         os.stat(mountpoint / "A01_s001_w1_z001_t001.tif")
         return time.perf_counter() - start
     finally:
-        subprocess.run([HCSFS, "unmount", str(mountpoint)], capture_output=True)
+        subprocess.run([HCSFS, "unmount", str(mountpoint)], capture_output=True, check=False)
 
 
 _IOHUB_LOOP = """
@@ -153,7 +158,7 @@ def _iohub_rate(store: Path, paths: list[str], cache: Path, budget: float) -> tu
     if python is None:
         return None, why
     done = subprocess.run([python, "-c", _IOHUB_LOOP, str(store), json.dumps(paths), str(budget)],
-                          capture_output=True, text=True, timeout=budget * 4 + 120)
+                          capture_output=True, text=True, timeout=budget * 4 + 120, check=False)
     if done.returncode != 0:
         return None, done.stderr[-300:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
@@ -193,8 +198,8 @@ def run(workdir: Path) -> list[dict[str, Any]]:
     mnt = workdir / "mnt"
     for compressor in ("blosclz4", "zstd"):
         store = _throughput_plate(workdir, compressor)
-        base = _best(lambda: _in_process_rate(store)[0])
-        via_mount = _best(lambda: _mount_rate(store, mnt, 1))
+        base = _best(lambda store=store: _in_process_rate(store)[0])  # type: ignore[misc]
+        via_mount = _best(lambda store=store: _mount_rate(store, mnt, 1))  # type: ignore[misc]
         rows.append(_row(f"mount read vs in-process zarr+TIFF ({compressor})", via_mount, base, ">= 0.8",
                          "MiB/s, 64 planes of 1024x1024 uint16, best of 3", via_mount / base))
     store = _throughput_plate(workdir, "zstd")
@@ -205,12 +210,11 @@ def run(workdir: Path) -> list[dict[str, Any]]:
 
     big = write_positions_plate(workdir / f"positions-{BIG}.zarr", BIG)
     small = write_positions_plate(workdir / f"positions-{SMALL}.zarr", SMALL)
-    with _mounted(small, mnt) as m:
-        t_small = min(_random_plane_ops(m, well_names(SMALL), 300, seed) for seed in (1, 2, 3))
-    with _mounted(big, mnt) as m:
-        t_big = min(_random_plane_ops(m, well_names(BIG), 300, seed) for seed in (1, 2, 3))
+    t_small = min(_random_plane_ops(small, mnt, well_names(SMALL), 90, seed) for seed in (1, 2, 3))
+    t_big = min(_random_plane_ops(big, mnt, well_names(BIG), 90, seed) for seed in (1, 2, 3))
     rows.append(_row(f"random stat+open+read, {BIG} vs {SMALL} wells", t_big * 1e3, t_small * 1e3, "<= 1.2",
-                     "ms per plane (128x128 uint16), 300 random planes, best of 3", t_big / t_small))
+                     "ms per cold plane (128x128 uint16), 90 distinct random planes per fresh mount, "
+                     "best of 3", t_big / t_small))
     first = min(_first_stat_seconds(big, mnt) for _ in range(3))
     rows.append(_row(f"hcsfs mount to first stat, {BIG} wells", first, 1.0, "< 1 s",
                      "seconds (ratio = seconds / 1 s goal), best of 3", first))
@@ -219,7 +223,12 @@ def run(workdir: Path) -> list[dict[str, Any]]:
     with _mounted(big, mnt) as m:
         _mount_position_rate(m, well_names(BIG), 1.0)  # warm the daemon's imports
         via_mount = _mount_position_rate(m, well_names(BIG), budget)
+    with _mounted(big, mnt, "--zarr-impl", "tensorstore") as m:
+        _mount_position_rate(m, well_names(BIG), 1.0)
+        via_tensorstore = _mount_position_rate(m, well_names(BIG), budget)
     direct = _direct_zarr_rate(big, well_paths(BIG), budget)
+    rows.append(_row(f"per-position loop, mount (--zarr-impl tensorstore) vs direct zarr ({BIG} wells)",
+                     via_tensorstore, direct, ">= 1", "positions per second", via_tensorstore / direct))
     rows.append(_row(f"per-position loop, mount vs direct zarr.open_array ({BIG} wells)", via_mount,
                      direct, ">= 1", "positions per second", via_mount / direct))
     iohub, detail = _iohub_rate(big, well_paths(BIG), workdir / "venvs", budget * 3)
