@@ -100,7 +100,7 @@ def mount(ctx: click.Context, source: Path, mountpoint: Path, foreground: bool, 
         return
     configure_logging(log_file=log_file, stderr=ready_fd is None, debug=debug)
     try:
-        plate = open_plate(source, format=format_, **source_options)
+        plate = open_plate(source, format=format_, cache_bytes=cache_size, **source_options)
         options_ = MountOptions(cache_bytes=cache_size, allow_other=allow_other, xattrs=xattrs)
         session = MountSession(plate, mountpoint, options_)
         session.run(on_ready=lambda: report_ready(ready_fd), handle_signals=True)

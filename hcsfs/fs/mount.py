@@ -175,8 +175,9 @@ def mounted(
 
     Unmounts on exit, also when the body raises.
     """
-    plate = open_plate(source, format=format, **source_options)
-    options = MountOptions(cache_bytes=parse_byte_size(cache_size), xattrs=xattrs)
+    cache_bytes = parse_byte_size(cache_size)
+    plate = open_plate(source, format=format, cache_bytes=cache_bytes, **source_options)
+    options = MountOptions(cache_bytes=cache_bytes, xattrs=xattrs)
     session = MountSession(plate, mountpoint, options)
     ready = threading.Event()
     failure: list[BaseException] = []

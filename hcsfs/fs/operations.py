@@ -89,7 +89,9 @@ class PlateOperations(ReadOnlyOperations):
         self.pixel_cache: ByteLRU[tuple[PlaneKey, int], memoryview] = ByteLRU(cache_bytes, len)
         self.cpu_limiter = trio.CapacityLimiter(os.cpu_count() or 1)
         self.io_limiter = trio.CapacityLimiter(io_threads)
-        self._planes_in_memory = bool(getattr(source, "planes_in_memory", False))
+        # Sources that keep decoded data themselves (in RAM, or in their own chunk cache that got the
+        # --cache-size budget) would only be cached twice.
+        self._source_caches = bool(getattr(source, "caches_planes", False))
         self._handles: dict[int, PlaneFile | _BytesFile] = {}
         self._listings: dict[int, _Listing] = {}
         self._next_fh = 1
@@ -240,7 +242,7 @@ class PlateOperations(ReadOnlyOperations):
         def decode() -> memoryview:
             return pixel_buffer(layout, self.source.read_plane(key))
 
-        if self._planes_in_memory:
+        if self._source_caches:
             return decode
         return lambda: self.pixel_cache.get_or_load((key, info.mtime_ns), decode)
 

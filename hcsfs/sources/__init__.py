@@ -46,6 +46,10 @@ class SourceFormat:
     def can_open(self, path: Path) -> bool:
         return bool(self._load(self.sniffer)(path))
 
+    def accepts(self, option: str) -> bool:
+        parameters = inspect.signature(self._load(self.opener)).parameters
+        return option in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values())
+
     def open(self, path: Path, **options: Any) -> PlateSource:
         opener = self._load(self.opener)
         accepted = inspect.signature(opener).parameters
@@ -99,9 +103,16 @@ def detect_format(path: str | os.PathLike[str]) -> str:
 
 
 def open_plate(
-    source: str | os.PathLike[str] | PlateSource, *, format: str | None = None, **options: Any
+    source: str | os.PathLike[str] | PlateSource,
+    *,
+    format: str | None = None,
+    cache_bytes: int | None = None,
+    **options: Any,
 ) -> PlateSource:
-    """Open a plate lazily; ``format`` overrides detection. A PlateSource is returned as is."""
+    """Open a plate lazily; ``format`` overrides detection. A PlateSource is returned as is.
+
+    ``cache_bytes`` is the decoded-data budget, handed to sources that keep their own cache.
+    """
     if isinstance(source, PlateSource):
         return source
     path = Path(source)
@@ -110,4 +121,6 @@ def open_plate(
     if not os.access(path, os.R_OK):
         raise PlateFormatError(f"{path}: not readable")
     fmt = _format_by_name(format) if format else _format_by_name(detect_format(path))
+    if cache_bytes is not None and fmt.accepts("cache_bytes"):
+        options["cache_bytes"] = cache_bytes
     return fmt.open(path, **options)

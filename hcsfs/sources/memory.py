@@ -29,8 +29,8 @@ class MemoryPlate:
 
     format_name = "memory"
     blocking_info = False
-    planes_in_memory = True
-    """Planes are already decoded in RAM: the mount serves them without its pixel cache."""
+    caches_planes = True
+    """Planes are already decoded in RAM: the mount serves them without a plane cache of its own."""
 
     def __init__(
         self,

@@ -141,6 +141,8 @@ class OmeZarrPlateSource:
 
     format_name = "ome-zarr"
     blocking_info = True
+    caches_planes = True
+    """Decoded chunks stay in this source's byte-bounded cache (the mount's --cache-size budget)."""
 
     def __init__(
         self,
