@@ -45,3 +45,31 @@ class NotAPlaneError(PlaneNotFoundError):
 
 class OutputExistsError(HcsfsError, FileExistsError):
     """An output (e.g. ``hcsfs convert``'s destination store) exists and overwriting was not asked for."""
+
+
+class SpecError(HcsfsError, ValueError):
+    """A pipeline spec is invalid (raised by :mod:`hcsfs.pipelines.spec`); ``field`` names the culprit.
+
+    ``field`` is a dotted path into the spec (``steps[1].args.sigma``, ``select.channel``, ``name``);
+    the message starts with it. The pipeline manager records it as a failed run rather than raising.
+    """
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.reason = message
+
+
+class UnknownFunctionError(HcsfsError, KeyError):
+    """A pipeline function or implementation is not in the registry; ``name`` is what was asked for."""
+
+    def __init__(self, name: str, message: str | None = None) -> None:
+        super().__init__(message or f"unknown function {name!r}")
+        self.name = name
+
+    def __str__(self) -> str:  # KeyError quotes its argument; keep the message readable
+        return str(self.args[0])
+
+
+class RunNotFoundError(PlaneNotFoundError):
+    """No pipeline run of that name (raised by :class:`hcsfs.pipelines.PipelineManager`; ``ENOENT``)."""
