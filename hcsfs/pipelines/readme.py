@@ -1,0 +1,50 @@
+"""The text of ``.pipelines/README`` in the mount, generated from the registry."""
+
+from __future__ import annotations
+
+from hcsfs.pipelines.registry import FunctionRegistry
+from hcsfs.pipelines.spec import AXES, DEFAULT_GROUP_BY, MAX_SPEC_BYTES, OUTPUTS
+
+__all__ = ["readme_text"]
+
+_INTRO = f"""hcsfs pipelines
+===============
+
+Write a spec (YAML or JSON, at most {MAX_SPEC_BYTES // 1024} KiB) into this folder to start a run:
+
+    cat > nuclei.yaml <<'YAML'
+    select: {{channel: [1]}}
+    steps:
+      - {{func: gaussian_filter, memory: torch, args: {{sigma: 2}}}}
+      - {{func: threshold_otsu}}
+      - {{func: label, tables: [objects]}}
+    YAML
+
+Fields: name (defaults to the file name), select ({{{", ".join(AXES)}: [values]}}),
+group_by (default {list(DEFAULT_GROUP_BY)}; each unit stacks the one axis left out),
+device (auto | cpu | cuda:N), output ({" | ".join(OUTPUTS)}), steps (func, memory, args, tables).
+
+<name>.status is the live JSON status, <name>.log the log; outputs appear in /<name>/ as they are
+written, tables as /<name>/<table>.csv when the run is done. Removing the spec cancels its run;
+writing it again restarts it. Only the functions below can run (no code, imports or shell).
+
+Functions
+---------
+"""
+
+
+def readme_text(registry: FunctionRegistry) -> str:
+    """The README: how to write a spec, then every function with its arguments and memory types."""
+    lines = [_INTRO]
+    for name in registry.names():
+        fn = registry.get(name)
+        lines.append(f"{name}: {fn.doc}")
+        for param in fn.params:
+            lines.append(f"    {param.describe()}")
+        lines.append(f"    output: {fn.output}")
+        lines.append(f"    memory: {', '.join(m.value for m in registry.memory_types(name))}"
+                     f" (installed here: {', '.join(m.value for m in registry.available_memory_types(name))})")
+        for table, definition in fn.tables.items():
+            lines.append(f"    table {table}: {definition.doc}")
+        lines.append("")
+    return "\n".join(lines)

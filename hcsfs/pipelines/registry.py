@@ -1,0 +1,216 @@
+"""The function registry: what a spec's ``func:`` may name, its arguments and its implementations.
+
+A :class:`FunctionRegistry` is an instance passed around (the manager owns one), filled by explicit
+:meth:`FunctionRegistry.register` and :meth:`FunctionRegistry.implement` calls you can grep for
+(:func:`hcsfs.pipelines.builtins.register_builtins`). Duplicates are rejected; unknown names raise
+:class:`~hcsfs.errors.UnknownFunctionError` carrying the name. Registering an implementation imports
+nothing: frameworks are imported when a run needs them.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from hcsfs.errors import SpecError, UnknownFunctionError
+from hcsfs.memory import MemoryType
+
+__all__ = [
+    "REQUIRED",
+    "FunctionDef",
+    "FunctionRegistry",
+    "Param",
+    "TableDef",
+    "TableFunc",
+    "default_registry",
+    "function_table_markdown",
+]
+
+REQUIRED: Any = type("Required", (), {"__repr__": lambda self: "required"})()
+"""Default of a parameter that has none: the spec must give it."""
+
+TableFunc = Callable[[np.ndarray, np.ndarray], list[tuple[int, dict[str, Any]]]]
+"""``(step output [Z, Y, X], intensity [Z, Y, X]) -> [(z index, row), ...]`` on host arrays."""
+
+
+@dataclass(frozen=True, slots=True)
+class TableDef:
+    """A special output a function can write: ``tables: [name]`` in a step asks for it."""
+
+    columns: tuple[str, ...]
+    """Columns after the plane's ``well, site, channel, z, t``; rows carry exactly these."""
+    func: TableFunc
+    doc: str
+
+# The Python module each memory type needs (checked without importing it).
+_FRAMEWORK_MODULE = {
+    MemoryType.NUMPY: "numpy", MemoryType.CUPY: "cupy", MemoryType.TORCH: "torch",
+    MemoryType.JAX: "jax", MemoryType.TENSORFLOW: "tensorflow",
+    MemoryType.PYCLESPERANTO: "pyclesperanto",
+}
+_TYPE_NAMES = {int: "integer", float: "number", bool: "boolean", str: "string"}
+
+
+@dataclass(frozen=True, slots=True)
+class Param:
+    """One argument of a pipeline function, with its type and sane range.
+
+    Ranges are part of the security model: a hostile spec must not be able to ask for a kernel that
+    takes hours or a histogram that exhausts memory.
+    """
+
+    name: str
+    kind: type
+    default: Any = REQUIRED
+    low: float | None = None
+    high: float | None = None
+    choices: tuple[Any, ...] | None = None
+    doc: str = ""
+
+    def check(self, value: Any, where: str) -> Any:
+        """``value`` converted to this parameter's type, or :class:`SpecError` naming ``where``."""
+        kind = self.kind
+        if isinstance(value, bool) and kind is not bool:
+            raise SpecError(where, f"must be a {_TYPE_NAMES[kind]}, not a boolean")
+        if kind is float and isinstance(value, int):
+            value = float(value)
+        if not isinstance(value, kind):
+            raise SpecError(where, f"must be a {_TYPE_NAMES[kind]}, not {type(value).__name__}")
+        if kind is float and not math.isfinite(value):
+            raise SpecError(where, f"must be a finite number, not {value}")
+        if self.low is not None and value < self.low:
+            raise SpecError(where, f"{value} is below the minimum {self.low:g}")
+        if self.high is not None and value > self.high:
+            raise SpecError(where, f"{value} is above the maximum {self.high:g}")
+        if self.choices is not None and value not in self.choices:
+            raise SpecError(where, f"{value!r} is not one of {', '.join(map(repr, self.choices))}")
+        return value
+
+    def describe(self) -> str:
+        """``sigma: number in [0, 50], default 1`` (for the README and the docs)."""
+        text = f"{self.name}: {_TYPE_NAMES[self.kind]}"
+        if self.choices is not None:
+            text += f" in {{{', '.join(map(str, self.choices))}}}"
+        elif self.low is not None or self.high is not None:
+            text += f" in [{_num(self.low)}, {_num(self.high)}]"
+        text += ", required" if self.default is REQUIRED else f", default {self.default}"
+        return text
+
+
+def _num(value: float | None) -> str:
+    return "-inf" if value is None else f"{value:g}"
+
+
+@dataclass(frozen=True)
+class FunctionDef:
+    """A pipeline function: its arguments, what it does to the stack and which tables it can write.
+
+    ``reduces`` is the reduction's name (``"max"``) when the function collapses the stacked axis to one
+    plane; output plane names then carry it (``zmax``). ``whole_stack`` marks functions whose result
+    depends on the whole ``[Z, Y, X]`` stack (an Otsu threshold over all planes): out-of-memory
+    recovery must not split them.
+    """
+
+    name: str
+    doc: str
+    params: tuple[Param, ...] = ()
+    reduces: str | None = None
+    whole_stack: bool = False
+    output: str = "float32"
+    """What the output is, in words, for the docs (``uint8 mask``, ``int32 labels``)."""
+    tables: Mapping[str, TableDef] = field(default_factory=dict)
+    check: Callable[[dict[str, Any], str], None] | None = None
+    """Checks between arguments (``low < high``): raises :class:`SpecError` naming the field."""
+
+    def param(self, name: str) -> Param | None:
+        return next((p for p in self.params if p.name == name), None)
+
+
+class FunctionRegistry:
+    """Pipeline functions by name, each with implementations per memory type."""
+
+    def __init__(self) -> None:
+        self._functions: dict[str, FunctionDef] = {}
+        self._impls: dict[str, dict[MemoryType, Callable[..., Any]]] = {}
+        self._lock = threading.Lock()
+
+    def register(self, definition: FunctionDef) -> None:
+        """Add a function; a name registered twice is an error."""
+        with self._lock:
+            if definition.name in self._functions:
+                raise ValueError(f"pipeline function {definition.name!r} is already registered")
+            self._functions[definition.name] = definition
+            self._impls[definition.name] = {}
+
+    def implement(self, name: str, memory_type: MemoryType | str, func: Callable[..., Any]) -> None:
+        """Add ``name``'s implementation for ``memory_type``: ``func(stack [Z, Y, X], **args)``."""
+        memory_type = MemoryType(memory_type)
+        with self._lock:
+            impls = self._impls.get(name)
+            if impls is None:
+                raise UnknownFunctionError(name, f"register {name!r} before its implementations")
+            if memory_type in impls:
+                raise ValueError(f"{name!r} already has a {memory_type.value} implementation")
+            impls[memory_type] = func
+
+    def get(self, name: str) -> FunctionDef:
+        try:
+            return self._functions[name]
+        except KeyError:
+            raise UnknownFunctionError(name) from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._functions
+
+    def names(self) -> list[str]:
+        return sorted(self._functions)
+
+    def memory_types(self, name: str) -> list[MemoryType]:
+        """The memory types ``name`` is implemented for (installed or not), numpy first."""
+        self.get(name)
+        return sorted(self._impls[name], key=list(MemoryType).index)
+
+    def available_memory_types(self, name: str) -> list[MemoryType]:
+        """The memory types of ``name`` whose framework is installed here."""
+        return [m for m in self.memory_types(name) if framework_installed(m)]
+
+    def implementation(self, name: str, memory_type: MemoryType | str) -> Callable[..., Any]:
+        memory_type = MemoryType(memory_type)
+        impl = self._impls.get(name, {}).get(memory_type)
+        if impl is None:
+            self.get(name)
+            raise UnknownFunctionError(name, f"{name!r} has no {memory_type.value} implementation")
+        return impl
+
+
+def framework_installed(memory_type: MemoryType) -> bool:
+    return importlib.util.find_spec(_FRAMEWORK_MODULE[memory_type]) is not None
+
+
+def default_registry() -> FunctionRegistry:
+    """A new registry holding hcsfs's built-in functions."""
+    from hcsfs.pipelines.builtins import register_builtins
+
+    registry = FunctionRegistry()
+    register_builtins(registry)
+    return registry
+
+
+def function_table_markdown(registry: FunctionRegistry | None = None) -> str:
+    """A Markdown table of the registry's functions (docs/pipelines.md and ``.pipelines/README``)."""
+    registry = registry or default_registry()
+    lines = ["| function | what it does | arguments | output | memory types | tables |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for name in registry.names():
+        fn = registry.get(name)
+        args = "<br>".join(p.describe() for p in fn.params) or "none"
+        types = ", ".join(m.value for m in registry.memory_types(name))
+        tables = "<br>".join(f"`{t}`: {d.doc}" for t, d in fn.tables.items())
+        lines.append(f"| `{name}` | {fn.doc} | {args} | {fn.output} | {types} | {tables} |")
+    return "\n".join(lines)

@@ -1,0 +1,398 @@
+"""Pipeline specs: YAML or JSON bytes parsed into frozen models, validated completely.
+
+Every problem raises :class:`~hcsfs.errors.SpecError` whose ``field`` is a dotted path into the spec
+(``steps[0].args.sigma``). Parsing is hostile-input safe: a size limit, ``yaml`` safe loading with no
+aliases (no "billion laughs") and no object-constructing tags, a nesting-depth bound, bounded list
+lengths, and every argument checked against its function's declared type and range.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from hcsfs.errors import PlaneNameError, SpecError
+from hcsfs.memory import MemoryType
+from hcsfs.naming import parse_well
+from hcsfs.pipelines.registry import REQUIRED, FunctionRegistry, framework_installed
+
+__all__ = [
+    "AXES",
+    "DEFAULT_GROUP_BY",
+    "MAX_SPEC_BYTES",
+    "PipelineSpec",
+    "Selection",
+    "StepSpec",
+    "check_run_name",
+    "parse_spec",
+    "spec_extension",
+]
+
+MAX_SPEC_BYTES = 64 * 1024
+MAX_DEPTH = 12
+MAX_STEPS = 50
+MAX_LIST = 10_000
+MAX_INDEX = 1_000_000
+AXES = ("well", "site", "channel", "z", "t")
+DEFAULT_GROUP_BY = ("well", "site", "channel", "t")
+STACKABLE = ("channel", "z", "t")
+EXTENSIONS = (".yaml", ".yml", ".json")
+OUTPUTS = ("zarr", "tiff", "memory")
+RESERVED_NAMES = frozenset({"hcsfs", "pipelines", "readme", "con", "nul"})
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+_DEVICE_RE = re.compile(r"cuda:(\d{1,2})")
+_TOP_FIELDS = ("name", "select", "group_by", "device", "output", "steps")
+_STEP_FIELDS = ("func", "memory", "args", "tables")
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """Filters over the plate's axes; ``None`` keeps every value of that axis."""
+
+    well: frozenset[str] | None = None
+    site: frozenset[int] | None = None
+    channel: frozenset[int] | None = None
+    z: frozenset[int] | None = None
+    t: frozenset[int] | None = None
+
+    def matches(self, key: Any) -> bool:
+        for axis in AXES:
+            allowed = getattr(self, axis)
+            if allowed is not None and getattr(key, axis) not in allowed:
+                return False
+        return True
+
+
+@dataclass(frozen=True, slots=True)
+class StepSpec:
+    func: str
+    memory: MemoryType
+    args: tuple[tuple[str, Any], ...]
+    tables: tuple[str, ...] = ()
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        return dict(self.args)
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineSpec:
+    name: str
+    steps: tuple[StepSpec, ...]
+    select: Selection = Selection()
+    group_by: tuple[str, ...] = DEFAULT_GROUP_BY
+    device: str = "auto"
+    output: str = "zarr"
+
+    @property
+    def stacked_axis(self) -> str | None:
+        """The axis each unit stacks (``z`` by default), ``None`` when units are single planes."""
+        rest = [a for a in AXES if a not in self.group_by]
+        return rest[0] if rest else None
+
+
+def spec_extension(filename: str) -> str:
+    """The lower-case extension of a spec file name, or :class:`SpecError` (field ``filename``)."""
+    for ext in EXTENSIONS:
+        if filename.lower().endswith(ext) and len(filename) > len(ext):
+            return ext
+    raise SpecError("filename", f"{filename!r}: a spec file ends with {', '.join(EXTENSIONS)}")
+
+
+def check_run_name(name: Any, where: str = "name") -> str:
+    """A safe run name (it names a folder at the mount's root and under the outputs directory)."""
+    if not isinstance(name, str):
+        raise SpecError(where, f"must be a string, not {type(name).__name__}")
+    if not _NAME_RE.fullmatch(name) or ".." in name:
+        raise SpecError(where, f"{name!r} is not a valid run name: 1-100 letters, digits, '_', '-', '.', "
+                               "starting with a letter or digit")
+    lowered = name.lower()
+    if lowered in RESERVED_NAMES or lowered.endswith((".tif", ".tiff", ".status", ".log", ".csv")):
+        raise SpecError(where, f"{name!r} is reserved or looks like a plane or control file name")
+    return name
+
+
+class _Loader(yaml.SafeLoader):
+    """Safe YAML without aliases, with bounded nesting and no duplicate keys."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            raise SpecError("spec", "YAML aliases (*name) are not allowed")
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise SpecError("spec", f"nested deeper than {MAX_DEPTH} levels")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        keys = [self.construct_object(k, deep=True) for k, _ in node.value]
+        for key in keys:
+            if not isinstance(key, str):
+                raise SpecError("spec", f"mapping key {key!r} is not a string")
+        duplicate = next((k for i, k in enumerate(keys) if k in keys[:i]), None)
+        if duplicate is not None:
+            raise SpecError(str(duplicate), "given twice")
+        return super().construct_mapping(node, deep=deep)
+
+
+# YAML 1.2 floats: PyYAML (YAML 1.1) reads ``1e3`` as a string; users mean a number.
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+    |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+    |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+    |[-+]?\.(?:inf|Inf|INF)
+    |\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."),
+)
+
+
+def _depth(value: Any, level: int = 1) -> int:
+    if level > MAX_DEPTH:
+        return level
+    if isinstance(value, Mapping):
+        return max((_depth(v, level + 1) for v in value.values()), default=level)
+    if isinstance(value, list):
+        return max((_depth(v, level + 1) for v in value), default=level)
+    return level
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise SpecError(key, "given twice")
+        seen[key] = value
+    return seen
+
+
+def load_document(data: bytes, extension: str) -> Any:
+    """Bytes to plain Python data (dicts, lists, scalars); :class:`SpecError` on anything odd."""
+    if len(data) > MAX_SPEC_BYTES:
+        raise SpecError("spec", f"{len(data)} bytes is more than the {MAX_SPEC_BYTES} allowed")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError("spec", f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    try:
+        if extension == ".json":
+            document = json.loads(text, object_pairs_hook=_no_duplicates)
+        else:
+            loader = _Loader(text)
+            try:
+                document = loader.get_single_data()
+            finally:
+                loader.dispose()
+    except SpecError:
+        raise
+    except RecursionError:
+        raise SpecError("spec", f"nested deeper than {MAX_DEPTH} levels") from None
+    except (yaml.YAMLError, ValueError) as exc:
+        kind = "JSON" if extension == ".json" else "YAML"
+        message = " ".join(str(exc).split())
+        raise SpecError("spec", f"not valid {kind}: {message[:300]}") from None
+    if _depth(document) > MAX_DEPTH:
+        raise SpecError("spec", f"nested deeper than {MAX_DEPTH} levels")
+    return document
+
+
+def _list(value: Any, where: str, *, allow_scalar: bool = False) -> list[Any]:
+    if allow_scalar and not isinstance(value, list | dict):
+        value = [value]
+    if not isinstance(value, list):
+        raise SpecError(where, f"must be a list, not {type(value).__name__}")
+    if len(value) > MAX_LIST:
+        raise SpecError(where, f"has {len(value)} entries, more than {MAX_LIST}")
+    return value
+
+
+def _mapping(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise SpecError(where, f"must be a mapping, not {type(value).__name__}")
+    return value
+
+
+def _unknown(doc: dict[str, Any], allowed: tuple[str, ...], prefix: str) -> None:
+    for key in doc:
+        if key not in allowed:
+            raise SpecError(f"{prefix}{key}", f"unknown field (allowed: {', '.join(allowed)})")
+
+
+def _parse_selection(value: Any) -> Selection:
+    doc = _mapping(value, "select")
+    _unknown(doc, AXES, "select.")
+    fields: dict[str, frozenset[Any]] = {}
+    for axis, raw in doc.items():
+        where = f"select.{axis}"
+        items = _list(raw, where, allow_scalar=True)
+        if not items:
+            raise SpecError(where, "an empty list selects nothing")
+        values = set()
+        for i, item in enumerate(items):
+            values.add(_select_value(axis, item, f"{where}[{i}]"))
+        fields[axis] = frozenset(values)
+    return Selection(**fields)
+
+
+def _select_value(axis: str, item: Any, where: str) -> Any:
+    if axis == "well":
+        if not isinstance(item, str):
+            raise SpecError(where, f"a well is a string like 'A01', not {type(item).__name__}")
+        try:
+            parse_well(item)
+        except PlaneNameError as exc:
+            raise SpecError(where, str(exc)) from None
+        return item
+    if isinstance(item, bool) or not isinstance(item, int):
+        raise SpecError(where, f"must be a 1-based integer index, not {item!r}")
+    if not 1 <= item <= MAX_INDEX:
+        raise SpecError(where, f"{item} is not a 1-based index (1..{MAX_INDEX})")
+    return item
+
+
+def _parse_group_by(value: Any) -> tuple[str, ...]:
+    items = _list(value, "group_by")
+    for i, axis in enumerate(items):
+        if axis not in AXES:
+            raise SpecError(f"group_by[{i}]", f"unknown axis {axis!r} (axes: {', '.join(AXES)})")
+        if axis in items[:i]:
+            raise SpecError(f"group_by[{i}]", f"axis {axis!r} given twice")
+    missing = [a for a in AXES if a not in items]
+    if "well" in missing or "site" in missing:
+        raise SpecError("group_by", "must contain well and site (a unit never spans fields)")
+    if len(missing) > 1:
+        raise SpecError("group_by", f"leaves out {', '.join(missing)}: at most one of "
+                                    f"{', '.join(STACKABLE)} can be stacked into a unit")
+    return tuple(a for a in AXES if a in items)
+
+
+def _parse_device(value: Any) -> str:
+    if value in ("auto", "cpu"):
+        return str(value)
+    if isinstance(value, str) and _DEVICE_RE.fullmatch(value):
+        return value
+    raise SpecError("device", f"{value!r} is not auto, cpu or cuda:N")
+
+
+def _parse_step(value: Any, i: int, registry: FunctionRegistry) -> StepSpec:
+    where = f"steps[{i}]"
+    doc = _mapping(value, where)
+    _unknown(doc, _STEP_FIELDS, f"{where}.")
+    func = doc.get("func")
+    if not isinstance(func, str):
+        raise SpecError(f"{where}.func", "required: the name of a registered function")
+    if func not in registry:
+        raise SpecError(f"{where}.func", f"unknown function {func!r} (see .pipelines/README)")
+    definition = registry.get(func)
+    memory = _parse_memory(doc.get("memory"), func, registry, f"{where}.memory")
+    args = _mapping(doc.get("args", {}) if doc.get("args") is not None else {}, f"{where}.args")
+    checked: dict[str, Any] = {}
+    for key, raw in args.items():
+        param = definition.param(key)
+        if param is None:
+            names = ", ".join(p.name for p in definition.params) or "none"
+            raise SpecError(f"{where}.args.{key}", f"{func} has no argument {key!r} (arguments: {names})")
+        checked[key] = param.check(raw, f"{where}.args.{key}")
+    for param in definition.params:
+        if param.name not in checked:
+            if param.default is REQUIRED:
+                raise SpecError(f"{where}.args.{param.name}", "required")
+            checked[param.name] = param.default
+    if definition.check is not None:
+        definition.check(checked, f"{where}.args")
+    tables = _list(doc.get("tables", []), f"{where}.tables")
+    for j, table in enumerate(tables):
+        if table not in definition.tables:
+            offered = ", ".join(definition.tables) or "none"
+            raise SpecError(f"{where}.tables[{j}]", f"{func} writes no table {table!r} (tables: {offered})")
+        if table in tables[:j]:
+            raise SpecError(f"{where}.tables[{j}]", f"table {table!r} given twice")
+    return StepSpec(func, memory, tuple(checked.items()), tuple(tables))
+
+
+def _parse_memory(value: Any, func: str, registry: FunctionRegistry, where: str) -> MemoryType:
+    implemented = registry.memory_types(func)
+    if value is None:
+        available = registry.available_memory_types(func)
+        if not available:
+            raise SpecError(where, f"no implementation of {func} can run here")
+        return available[0]
+    try:
+        memory = MemoryType(value)
+    except ValueError:
+        names = ", ".join(m.value for m in MemoryType)
+        raise SpecError(where, f"{value!r} is not a memory type ({names})") from None
+    if memory not in implemented:
+        have = ", ".join(m.value for m in implemented)
+        raise SpecError(where, f"{func} has no {memory.value} implementation (has: {have})")
+    if not framework_installed(memory):
+        raise SpecError(where, f"{memory.value} is not installed here")
+    return memory
+
+
+def parse_spec(filename: str, data: bytes, registry: FunctionRegistry) -> PipelineSpec:
+    """Parse and validate a whole spec; the run name defaults to the file's stem."""
+    extension = spec_extension(filename)
+    document = load_document(data, extension)
+    if not isinstance(document, dict):
+        raise SpecError("spec", "must be a mapping with at least 'steps'")
+    _unknown(document, _TOP_FIELDS, "")
+    name = check_run_name(document.get("name", filename[: -len(extension)]))
+    select = _parse_selection(document["select"]) if document.get("select") is not None else Selection()
+    group_by = _parse_group_by(document["group_by"]) if "group_by" in document else DEFAULT_GROUP_BY
+    device = _parse_device(document.get("device", "auto"))
+    output = document.get("output", "zarr" if _zarr_installed() else "tiff")
+    if output not in OUTPUTS:
+        raise SpecError("output", f"{output!r} is not one of {', '.join(OUTPUTS)}")
+    if output == "zarr" and not _zarr_installed():
+        raise SpecError("output", "zarr output needs zarr (pip install 'hcsfs[zarr]'); use tiff or memory")
+    steps_doc = _list(document.get("steps"), "steps") if "steps" in document else None
+    if not steps_doc:
+        raise SpecError("steps", "required: a non-empty list of steps")
+    if len(steps_doc) > MAX_STEPS:
+        raise SpecError("steps", f"{len(steps_doc)} steps, more than {MAX_STEPS}")
+    steps = tuple(_parse_step(s, i, registry) for i, s in enumerate(steps_doc))
+    _check_flow(steps, group_by, registry)
+    return PipelineSpec(name=name, steps=steps, select=select, group_by=group_by, device=device,
+                        output=str(output))
+
+
+def _zarr_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("zarr") is not None
+
+
+def _check_flow(steps: tuple[StepSpec, ...], group_by: tuple[str, ...], registry: FunctionRegistry) -> None:
+    """Checks across steps: one reduction at most, something to reduce, table names unique."""
+    reduced_by: int | None = None
+    tables: dict[str, int] = {}
+    stacked = len(group_by) < len(AXES)
+    for i, step in enumerate(steps):
+        if registry.get(step.func).reduces:
+            if not stacked:
+                raise SpecError(f"steps[{i}].func", "nothing to reduce: group_by stacks no axis")
+            if reduced_by is not None:
+                raise SpecError(f"steps[{i}].func", f"the stacked axis is already reduced by steps[{reduced_by}]")
+            reduced_by = i
+        for j, table in enumerate(step.tables):
+            if table in tables:
+                raise SpecError(f"steps[{i}].tables[{j}]", f"table {table!r} is already written by "
+                                                          f"steps[{tables[table]}]")
+            tables[table] = i
+
+
+def reduction_of(spec: PipelineSpec, registry: FunctionRegistry) -> str | None:
+    """The reduction's name (``max``) if a step collapses the stacked axis."""
+    return next((registry.get(s.func).reduces for s in spec.steps if registry.get(s.func).reduces), None)
