@@ -9,7 +9,14 @@ from hcsfs.errors import SpecError, UnknownFunctionError
 from hcsfs.pipelines.manager import PipelineManager
 from hcsfs.pipelines.outputs import OutputPlate, RunOutput
 from hcsfs.pipelines.registry import (
-    FunctionDef, FunctionRegistry, Param, TableDef, default_registry, function_table_markdown,
+    FunctionDef,
+    FunctionRegistry,
+    Param,
+    TableDef,
+    default_registry,
+    function_table_markdown,
+    load_plugin,
+    load_plugins,
 )
 from hcsfs.pipelines.spec import PipelineSpec, Selection, StepSpec, parse_spec
 
@@ -28,5 +35,7 @@ __all__ = [
     "UnknownFunctionError",
     "default_registry",
     "function_table_markdown",
+    "load_plugin",
+    "load_plugins",
     "parse_spec",
 ]

@@ -12,6 +12,8 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
 __all__ = ["cle_functions"]
 
 
@@ -26,7 +28,7 @@ def cle_functions() -> dict[str, Callable[..., Any]]:
 
     def gaussian_filter(stack: Any, sigma: float = 1.0) -> Any:
         cle = _cle()
-        data = cle.create(stack.shape, dtype="float32")
+        data = cle.create(stack.shape, dtype=np.float32)
         cle.copy(stack, data)
         if sigma == 0:
             return data
@@ -37,10 +39,10 @@ def cle_functions() -> dict[str, Callable[..., Any]]:
 
     def label(stack: Any, connectivity: int = 2) -> Any:
         cle = _cle()
-        out = cle.create(stack.shape, dtype="uint32")
+        out = cle.create(stack.shape, dtype=np.uint32)
         kind = "box" if connectivity == 2 else "sphere"
         for z in range(stack.shape[0]):  # planes are labelled on their own, as in numpy
-            out[z] = cle.connected_components_labeling(stack[z], connectivity=kind)
+            out[z] = cle.connected_component_labeling(stack[z], connectivity=kind)
         return out
 
     def max_projection(stack: Any) -> Any:
@@ -52,6 +54,11 @@ def cle_functions() -> dict[str, Callable[..., Any]]:
     def clip(stack: Any, low: float | None = None, high: float | None = None) -> Any:
         lo = -math.inf if low is None else low
         hi = math.inf if high is None else high
+        dtype = np.dtype(stack.dtype)
+        if dtype.kind in "ui":  # integer planes: the bounds that keep the clipped values in range
+            info = np.iinfo(dtype)
+            lo = info.min if low is None else min(max(math.ceil(low), info.min), info.max)
+            hi = info.max if high is None else max(min(math.floor(high), info.max), info.min)
         return _cle().clip(stack, min_intensity=lo, max_intensity=hi)
 
     return {

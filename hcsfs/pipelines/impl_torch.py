@@ -56,7 +56,7 @@ def _erode_lines(padded: Any, r: int, shape: tuple[int, int], sign: float) -> An
     torch = _torch()
     h, w = shape
     data = -sign * padded  # max_pool computes maxima: negate for minima
-    out = None
+    out: Any = None
     for dy in range(-r, r + 1):
         half = math.isqrt(r * r - dy * dy)
         rows = data[:, None, r + dy: r + dy + h, :]

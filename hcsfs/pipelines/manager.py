@@ -25,7 +25,11 @@ from hcsfs.pipelines.readme import readme_text
 from hcsfs.pipelines.registry import FunctionRegistry, default_registry
 from hcsfs.pipelines.runner import Run
 from hcsfs.pipelines.spec import (
-    PipelineSpec, check_run_name, load_document, parse_spec, spec_extension,
+    PipelineSpec,
+    check_run_name,
+    load_document,
+    parse_spec,
+    spec_extension,
 )
 from hcsfs.pipelines.status import FINAL, RunStatus, now_iso
 from hcsfs.sources.base import PlateSource
@@ -86,8 +90,10 @@ class _Notifier:
 class PipelineManager:
     """Runs the specs written into ``.pipelines/`` of one mounted plate."""
 
-    def __init__(self, source: PlateSource, *, outputs_dir: Path, registry: FunctionRegistry | None = None,
-                 on_change: Callable[[str], None] = lambda name: None, max_workers: int | None = None) -> None:
+    def __init__(
+        self, source: PlateSource, *, outputs_dir: Path, registry: FunctionRegistry | None = None,
+        on_change: Callable[[str], None] = lambda name: None, max_workers: int | None = None,
+    ) -> None:
         self._source = source
         self._registry = registry if registry is not None else default_registry()
         self._runs_dir = Path(outputs_dir) / "runs"
@@ -256,7 +262,8 @@ class PipelineManager:
     def _restore(self, name: str, folder: Path) -> None:
         doc = json.loads((folder / "status.json").read_text())
         log_path = folder / "run.log"
-        status = RunStatus.restore(doc, log_path.read_text() if log_path.exists() else "", self._notifier.mark)
+        log = log_path.read_text() if log_path.exists() else ""
+        status = RunStatus.restore(doc, log, self._notifier.mark)
         if status.state not in FINAL:
             status.update(state="cancelled", finished=doc.get("finished") or now_iso(),
                           message="interrupted: the mount ended while the run was going")

@@ -48,8 +48,9 @@ class OutputPlate:
         self._sorted: list[PlaneKey] | None = []
         self._lock = threading.Lock()
 
-    def publish(self, key: PlaneKey, shape: tuple[int, int], dtype: np.dtype, reader: Callable[[], np.ndarray],
-                passthrough: Path | None = None, size: int | None = None) -> None:
+    def publish(self, key: PlaneKey, shape: tuple[int, int], dtype: np.dtype,
+                reader: Callable[[], np.ndarray], passthrough: Path | None = None,
+                size: int | None = None) -> None:
         """Make a completely written plane visible."""
         channel_name = self.channel_names.get(key.channel) if isinstance(key.channel, int) else None
         if passthrough is not None:

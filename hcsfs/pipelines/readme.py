@@ -42,8 +42,9 @@ def readme_text(registry: FunctionRegistry) -> str:
         for param in fn.params:
             lines.append(f"    {param.describe()}")
         lines.append(f"    output: {fn.output}")
-        lines.append(f"    memory: {', '.join(m.value for m in registry.memory_types(name))}"
-                     f" (installed here: {', '.join(m.value for m in registry.available_memory_types(name))})")
+        implemented = ", ".join(m.value for m in registry.memory_types(name))
+        installed = ", ".join(m.value for m in registry.available_memory_types(name))
+        lines.append(f"    memory: {implemented} (installed here: {installed})")
         for table, definition in fn.tables.items():
             lines.append(f"    table {table}: {definition.doc}")
         lines.append("")

@@ -12,14 +12,14 @@ from __future__ import annotations
 import importlib.util
 import math
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
 from hcsfs.errors import SpecError, UnknownFunctionError
-from hcsfs.memory import MemoryType
+from hcsfs.memory import MemoryType, memory_spec, memory_types
 
 __all__ = [
     "REQUIRED",
@@ -30,6 +30,8 @@ __all__ = [
     "TableFunc",
     "default_registry",
     "function_table_markdown",
+    "load_plugin",
+    "load_plugins",
 ]
 
 REQUIRED: Any = type("Required", (), {"__repr__": lambda self: "required"})()
@@ -75,18 +77,20 @@ class Param:
 
     def check(self, value: Any, where: str) -> Any:
         """``value`` converted to this parameter's type, or :class:`SpecError` naming ``where``."""
-        kind = self.kind
+        kind: Any = self.kind
+        value = cast(Any, value)
         if isinstance(value, bool) and kind is not bool:
             raise SpecError(where, f"must be a {_TYPE_NAMES[kind]}, not a boolean")
         if kind is float and isinstance(value, int):
             value = float(value)
         if not isinstance(value, kind):
             raise SpecError(where, f"must be a {_TYPE_NAMES[kind]}, not {type(value).__name__}")
-        if kind is float and not math.isfinite(value):
+        if kind is float and not math.isfinite(cast(float, value)):
             raise SpecError(where, f"must be a finite number, not {value}")
-        if self.low is not None and value < self.low:
+        number = cast(float, value)
+        if self.low is not None and number < self.low:
             raise SpecError(where, f"{value} is below the minimum {self.low:g}")
-        if self.high is not None and value > self.high:
+        if self.high is not None and number > self.high:
             raise SpecError(where, f"{value} is above the maximum {self.high:g}")
         if self.choices is not None and value not in self.choices:
             raise SpecError(where, f"{value!r} is not one of {', '.join(map(repr, self.choices))}")
@@ -149,8 +153,14 @@ class FunctionRegistry:
             self._impls[definition.name] = {}
 
     def implement(self, name: str, memory_type: MemoryType | str, func: Callable[..., Any]) -> None:
-        """Add ``name``'s implementation for ``memory_type``: ``func(stack [Z, Y, X], **args)``."""
+        """Add ``name``'s implementation for ``memory_type``: ``func(stack [Z, Y, X], **args)``.
+
+        A function not decorated with :mod:`hcsfs.memory`'s decorators is wrapped by
+        ``memory_types(memory_type)``, so it always receives a stack of its own memory type.
+        """
         memory_type = MemoryType(memory_type)
+        if memory_spec(func) is None:
+            func = memory_types(memory_type)(func)
         with self._lock:
             impls = self._impls.get(name)
             if impls is None:
@@ -214,3 +224,24 @@ def function_table_markdown(registry: FunctionRegistry | None = None) -> str:
         tables = "<br>".join(f"`{t}`: {d.doc}" for t, d in fn.tables.items())
         lines.append(f"| `{name}` | {fn.doc} | {args} | {fn.output} | {types} | {tables} |")
     return "\n".join(lines)
+
+
+def load_plugin(registry: FunctionRegistry, module_name: str) -> None:
+    """Import ``module_name`` and call its ``register(registry)`` (the mount's ``--plugins`` option).
+
+    This runs the module's code with the mount owner's rights: only the owner names plugins, on the
+    command line, never a spec. Plugin functions go through the same registry rules as built-ins.
+    """
+    import importlib
+
+    module = importlib.import_module(module_name)
+    register = getattr(module, "register", None)
+    if not callable(register):
+        raise UnknownFunctionError(module_name, f"plugin module {module_name!r} has no register(registry)")
+    register(registry)
+
+
+def load_plugins(registry: FunctionRegistry, module_names: Iterable[str]) -> None:
+    """:func:`load_plugin` for each module, in order."""
+    for name in module_names:
+        load_plugin(registry, name)

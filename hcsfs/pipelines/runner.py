@@ -23,7 +23,14 @@ from hcsfs import memory as hm
 from hcsfs.memory import MemoryType, OomEvent
 from hcsfs.naming import PlaneKey, sort_key
 from hcsfs.pipelines.outputs import (
-    KEY_COLUMNS, PLANES_FILE, TABLES_DIR, OutputPlate, PlaneJournal, RunOutput, tables_csv, write_atomic,
+    KEY_COLUMNS,
+    PLANES_FILE,
+    TABLES_DIR,
+    OutputPlate,
+    PlaneJournal,
+    RunOutput,
+    tables_csv,
+    write_atomic,
 )
 from hcsfs.pipelines.registry import FunctionRegistry
 from hcsfs.pipelines.spec import AXES, PipelineSpec, reduction_of
@@ -171,7 +178,7 @@ class Run:
                 self._on_finish(self)
 
     def _feed(self, units: list[Unit]) -> list[Future[None]]:
-        futures = []
+        futures: list[Future[None]] = []
         for unit in units:
             while not self._limiter.acquire(timeout=0.1):
                 if self.cancelled:
@@ -268,7 +275,7 @@ class Run:
             definition = self.registry.get(step.func)
             impl = self.registry.implementation(step.func, step.memory)
             gpu = None if step.memory in (MemoryType.NUMPY, MemoryType.PYCLESPERANTO) else self._gpu_id
-            data = impl(data, gpu_id=gpu, **step.kwargs)
+            data = impl(data, **step.kwargs) if gpu is None else impl(data, gpu_id=gpu, **step.kwargs)
             if isinstance(data, tuple):
                 data = data[0]
             if definition.reduces:

@@ -226,7 +226,8 @@ def _mapping(value: Any, where: str) -> dict[str, Any]:
 def _unknown(doc: dict[str, Any], allowed: tuple[str, ...], prefix: str) -> None:
     for key in doc:
         if key not in allowed:
-            raise SpecError(f"{prefix}{key}", f"unknown field (allowed: {', '.join(allowed)})")
+            shown = key[:50] if key.isidentifier() else repr(key[:50])
+            raise SpecError(f"{prefix}{shown}", f"unknown field (allowed: {', '.join(allowed)})")
 
 
 def _parse_selection(value: Any) -> Selection:
@@ -384,7 +385,8 @@ def _check_flow(steps: tuple[StepSpec, ...], group_by: tuple[str, ...], registry
             if not stacked:
                 raise SpecError(f"steps[{i}].func", "nothing to reduce: group_by stacks no axis")
             if reduced_by is not None:
-                raise SpecError(f"steps[{i}].func", f"the stacked axis is already reduced by steps[{reduced_by}]")
+                raise SpecError(f"steps[{i}].func",
+                                f"the stacked axis is already reduced by steps[{reduced_by}]")
             reduced_by = i
         for j, table in enumerate(step.tables):
             if table in tables:

@@ -1,0 +1,152 @@
+"""Every implementation of every built-in agrees with an independent scipy/scikit-image computation.
+
+Tolerances (also in docs/pipelines.md): float results within 1e-4 of the image's range (float32
+arithmetic); integer-valued results (median, top-hat, clip, projections, masks, labels) exactly, except
+Otsu masks, where another histogram implementation may move the threshold by one bin: at most 0.5% of
+pixels differ. clEsperanto's Gaussian clamps at the border: compared 4 sigma inside it; its labels
+are compared as partitions (same objects, numbering may differ).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from numpy.lib.stride_tricks import sliding_window_view
+from skimage import exposure, filters, measure, morphology
+
+from hcsfs import memory as hm
+from hcsfs.memory import MemoryType
+from hcsfs.pipelines.builtins import BUILTINS, IMPLEMENTED
+from hcsfs.pipelines.registry import framework_installed
+
+from .conftest import blobs
+
+RNG = np.random.default_rng(42)
+STACK = np.stack([blobs(RNG, (48, 56)) for _ in range(3)])  # uint16 [Z, Y, X]
+MASK = (STACK > 600).astype(np.uint8)
+MASK[:, 20:26, 20:26] = 1
+MASK[:, 22:24, 22:24] = 0  # a hole
+
+
+def _cuda_available() -> bool:
+    if not framework_installed(MemoryType.CUPY):
+        return False
+    from hcsfs.memory.backends import cuda_device_count
+
+    try:
+        return cuda_device_count() > 0
+    except Exception:
+        return False
+
+
+def _per_plane(fn, stack):  # type: ignore[no-untyped-def]
+    return np.stack([fn(p) for p in stack])
+
+
+def _holes_filled(plane: np.ndarray) -> np.ndarray:
+    background = measure.label(plane == 0, connectivity=1)
+    edges = [background[0], background[-1], background[:, 0], background[:, -1]]
+    border = set(np.unique(np.concatenate(edges)))
+    holes = ~np.isin(background, list(border)) & (background > 0)
+    return ((plane != 0) | holes).astype(np.uint8)
+
+
+def _median(plane: np.ndarray, size: int) -> np.ndarray:
+    r = size // 2
+    windows = sliding_window_view(np.pad(plane, r, mode="symmetric"), (size, size))
+    return np.median(windows, axis=(-2, -1)).astype(plane.dtype)
+
+
+def _rescale(stack: np.ndarray, low: float, high: float) -> np.ndarray:
+    lo, hi = np.percentile(stack, (low, high))
+    return exposure.rescale_intensity(stack.astype(np.float64), in_range=(lo, hi), out_range=(0.0, 1.0))
+
+
+# name -> (input, args, independent reference, comparison kind)
+CASES = {
+    "gaussian_filter": (STACK, {"sigma": 2.0}, lambda s: _per_plane(
+        lambda p: filters.gaussian(p.astype(np.float64), sigma=2.0, mode="reflect", truncate=4.0,
+                                   preserve_range=True), s), "float"),
+    "median_filter": (STACK, {"size": 5}, lambda s: _per_plane(lambda p: _median(p, 5), s), "exact"),
+    "tophat": (STACK, {"radius": 4}, lambda s: _per_plane(
+        lambda p: morphology.white_tophat(p, morphology.disk(4)), s), "exact"),
+    "rescale_intensity": (STACK, {"low": 2.0, "high": 98.0}, lambda s: _rescale(s, 2.0, 98.0), "float"),
+    "threshold_otsu": (STACK, {"nbins": 256}, lambda s: (s > filters.threshold_otsu(
+        s.astype(np.float64), nbins=256)).astype(np.uint8), "mask"),
+    "binary_opening": (MASK, {"radius": 2}, lambda s: _per_plane(
+        lambda p: morphology.binary_opening(p != 0, morphology.disk(2)), s).astype(np.uint8), "exact"),
+    "fill_holes": (MASK, {}, lambda s: _per_plane(_holes_filled, s), "exact"),
+    "label": (MASK, {"connectivity": 1}, lambda s: _per_plane(
+        lambda p: measure.label(p != 0, connectivity=1), s), "labels"),
+    "max_projection": (STACK, {}, lambda s: s.max(axis=0, keepdims=True), "exact"),
+    "mean_projection": (STACK, {}, lambda s: s.mean(axis=0, keepdims=True), "float"),
+    "clip": (STACK, {"low": 300.5, "high": 2000}, lambda s: np.clip(s, 301, 2000), "exact"),
+}
+
+pytestmark = pytest.mark.filterwarnings("ignore:`binary_opening` is deprecated:FutureWarning")
+
+PAIRS = [(name, mt) for mt, (_, names) in IMPLEMENTED.items() for name in sorted(names)]
+
+
+def test_every_builtin_has_a_case_and_every_factory_matches_its_table() -> None:
+    assert set(CASES) == {fn.name for fn in BUILTINS}
+    for memory_type, (factory, names) in IMPLEMENTED.items():
+        if memory_type is MemoryType.CUPY or not framework_installed(memory_type):
+            continue
+        assert set(factory()) == set(names), memory_type
+
+
+def _same_partition(a: np.ndarray, b: np.ndarray) -> bool:
+    pairs = set(zip(a.ravel().tolist(), b.ravel().tolist(), strict=True))
+    return len(pairs) == len(set(a.ravel().tolist())) == len(set(b.ravel().tolist()))
+
+
+@pytest.mark.parametrize(("name", "memory_type"), PAIRS, ids=[f"{n}-{m.value}" for n, m in PAIRS])
+def test_implementation_agrees_with_independent_computation(registry, name, memory_type) -> None:
+    if memory_type is MemoryType.CUPY and not _cuda_available():
+        pytest.skip("no CUDA device")
+    if not framework_installed(memory_type):
+        pytest.skip(f"{memory_type.value} is not installed")
+    data, args, reference, kind = CASES[name]
+    impl = registry.implementation(name, memory_type)
+    result = np.asarray(hm.convert(impl(data.copy(), **args), MemoryType.NUMPY))
+    expected = reference(data)
+    assert result.shape == expected.shape
+    cle = memory_type is MemoryType.PYCLESPERANTO
+    if kind == "float":
+        if cle and name == "gaussian_filter":
+            border = int(4 * args["sigma"] + 0.5)
+            result, expected = (a[:, border:-border, border:-border] for a in (result, expected))
+        assert result.dtype == np.float32
+        np.testing.assert_allclose(result, expected, rtol=0, atol=1e-4 * float(np.ptp(expected)) + 1e-6)
+    elif kind == "mask":
+        assert result.dtype == np.uint8 and set(np.unique(result)) <= {0, 1}
+        assert np.mean(result != expected) <= 0.005
+    elif kind == "labels":
+        if cle:
+            assert _same_partition(result, expected)
+        else:
+            assert result.dtype == np.int32
+            np.testing.assert_array_equal(result, expected)
+    else:
+        if name in ("median_filter", "tophat", "clip", "max_projection") and not cle:
+            assert result.dtype == data.dtype
+        np.testing.assert_array_equal(result, expected.astype(result.dtype))
+
+
+def test_gaussian_wider_than_the_plane(registry) -> None:
+    """Padding by more than the plane's size still reflects like scipy (torch pads repeatedly)."""
+    small = STACK[:, :6, :7]
+    expected = CASES["gaussian_filter"][2](small.astype(np.float64))
+    for memory_type in (MemoryType.NUMPY, MemoryType.TORCH, MemoryType.JAX):
+        impl = registry.implementation("gaussian_filter", memory_type)
+        result = np.asarray(hm.convert(impl(small.copy(), sigma=2.0), MemoryType.NUMPY))
+        np.testing.assert_allclose(result, expected, atol=1e-4 * float(np.ptp(expected)),
+                                   err_msg=memory_type.value)
+
+
+def test_constant_stack_thresholds_to_nothing(registry) -> None:
+    flat = np.full((2, 8, 8), 7, np.uint16)
+    for memory_type in (MemoryType.NUMPY, MemoryType.TORCH, MemoryType.JAX):
+        result = hm.convert(registry.implementation("threshold_otsu", memory_type)(flat), MemoryType.NUMPY)
+        assert not np.asarray(result).any()
