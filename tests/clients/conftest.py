@@ -18,7 +18,8 @@ from tests.conftest import IN_CI
 APT_PACKAGES = {
     "java": "openjdk-17-jdk-headless",
     "ij.jar": "imagej",
-    "xvfb-run": "xvfb xauth",
+    "xvfb-run": "xvfb",
+    "xauth": "xauth",
     "tiffinfo": "libtiff-tools",
     "identify": "imagemagick",
     "gdalinfo": "gdal-bin",
@@ -43,3 +44,27 @@ def need_tool(name: str) -> str:
     if found is None:
         missing(f"{name} is not installed (apt-get install {APT_PACKAGES.get(name, name)})")
     return found  # type: ignore[return-value]
+
+
+def run_imagej(macro: Path, argument: str, timeout: float = 120) -> list[str]:
+    """Run ImageJ 1.x in batch mode under Xvfb; return what the macro printed, line by line.
+
+    ``-batch`` exits 0 whatever happens, so callers judge from the printed numbers. A dialog (ImageJ's
+    answer to many errors) would wait forever: the whole process group is killed after ``timeout``.
+    """
+    import os
+    import signal
+    import subprocess
+
+    java, jar, xvfb = need_tool("java"), need_tool("ij.jar"), need_tool("xvfb-run")
+    need_tool("xauth")
+    process = subprocess.Popen([xvfb, "-a", java, "-jar", jar, "-batch", str(macro), argument],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               start_new_session=True)
+    try:
+        out, _ = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        out, _ = process.communicate()
+        pytest.fail(f"ImageJ hung (a dialog?) running {macro.name} {argument}:\n{out}")
+    return out.splitlines()
