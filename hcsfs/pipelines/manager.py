@@ -98,7 +98,7 @@ class PipelineManager:
         self._registry = registry if registry is not None else default_registry()
         self._runs_dir = Path(outputs_dir) / "runs"
         self._runs_dir.mkdir(parents=True, exist_ok=True)
-        workers = max_workers or max(1, min(4, (os.cpu_count() or 2) - 1))
+        workers = max_workers or max(1, min(4, os.cpu_count() or 1))
         self._executor = ThreadPoolExecutor(workers, thread_name_prefix="hcsfs-pipeline")
         self._limiter = threading.Semaphore(workers)
         self._notifier = _Notifier(on_change)
