@@ -57,11 +57,13 @@ FRAMEWORKS: tuple[Framework, ...] = (
     Framework("tensorstore", "tensorstore", "zarr", "--zarr-impl tensorstore"),
     Framework("torch", "torch", "torch", "pipeline steps with memory: torch",
               "import torch; n = torch.cuda.device_count(); "
-              "print(f'{n} CUDA device(s)' + ''.join(f', {torch.cuda.get_device_name(i)}' for i in range(n)))"),
+              "names = [torch.cuda.get_device_name(i) for i in range(n)]; "
+              "print(f'{n} CUDA device(s)' + ''.join(', ' + name for name in names))"),
     Framework("jax", "jax", "jax", "pipeline steps with memory: jax",
               "import jax; print(', '.join(f'{d.platform}:{d.id}' for d in jax.devices()))"),
     Framework("tensorflow", "tensorflow-cpu", "tensorflow", "pipeline steps with memory: tensorflow",
-              "import tensorflow as tf; g = tf.config.list_physical_devices('GPU'); print(f'{len(g)} GPU(s)')"),
+              "import tensorflow as tf; g = tf.config.list_physical_devices('GPU'); "
+              "print(f'{len(g)} GPU(s)')"),
     Framework("cupy", "cupy-cuda12x", "cupy", "pipeline steps with memory: cupy",
               "import cupy\ntry: print(f'{cupy.cuda.runtime.getDeviceCount()} CUDA device(s)')\n"
               "except cupy.cuda.runtime.CUDARuntimeError as e: print(f'no usable CUDA device ({e})')"),
