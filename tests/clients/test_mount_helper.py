@@ -80,8 +80,9 @@ def test_helper_mounts_for_real(tmp_path: Path, mountpoint: Path, unchanged) -> 
     plate = memory_plate()
     folder = unchanged(write_tiff_folder(tmp_path / "plate", plate))
     env = {**os.environ, "HCSFS": str(HCSFS)}
-    done = subprocess.run([str(HELPER), str(folder), str(mountpoint), "-o", "ro,cache_size=64M,no_xattrs,"
-                           f"log_file={tmp_path / 'log'}"], capture_output=True, text=True, env=env, timeout=60)
+    options = f"ro,cache_size=64M,no_xattrs,log_file={tmp_path / 'log'}"
+    done = subprocess.run([str(HELPER), str(folder), str(mountpoint), "-o", options], capture_output=True,
+                          text=True, env=env, timeout=60)
     assert done.returncode == 0, done.stderr
     try:
         _assert_serves(mountpoint, plate)
