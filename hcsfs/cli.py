@@ -62,6 +62,12 @@ def _source_options(options: dict[str, Any]) -> dict[str, Any]:
 @click.option("--allow-other", is_flag=True, help="Let other users see the mount (user_allow_other).")
 @click.option("--xattrs/--no-xattrs", default=True, show_default=True,
               help="user.hcs.* attributes; --no-xattrs makes ls -l of huge plates ~3x faster.")
+@click.option("--pipelines/--no-pipelines", default=True, show_default=True,
+              help="The .pipelines/ control folder.")
+@click.option("--outputs", type=click.Path(file_okay=False, path_type=Path),
+              help="Where pipeline outputs persist (default: per plate under ~/.local/share/hcsfs).")
+@click.option("--plugins", multiple=True, metavar="MODULE",
+              help="Python module whose register(registry) adds pipeline functions (trusted code).")
 @click.option("--strict", is_flag=True, default=None,
               help="A plane the index lists but storage lacks is an error.")
 @click.option("--site-order", type=click.Choice(["field", "raster"]),
@@ -71,8 +77,9 @@ def _source_options(options: dict[str, Any]) -> dict[str, Any]:
 @click.option("--ready-fd", type=int, hidden=True)
 @click.pass_context
 def mount(ctx: click.Context, source: Path, mountpoint: Path, foreground: bool, format_: str | None,
-          cache_size: int, log_file: Path | None, allow_other: bool, xattrs: bool,
-          ready_fd: int | None, **options: Any) -> None:
+          cache_size: int, log_file: Path | None, allow_other: bool, xattrs: bool, pipelines: bool,
+          outputs: Path | None, plugins: tuple[str, ...], ready_fd: int | None,
+          **options: Any) -> None:
     """Mount SOURCE (a plate folder or store) on MOUNTPOINT; returns once the mount answers."""
     from hcsfs.fs.daemon import report_failure, report_ready, start_daemon
     from hcsfs.fs.mount import MountOptions, MountSession, check_mountpoint
@@ -92,6 +99,10 @@ def mount(ctx: click.Context, source: Path, mountpoint: Path, foreground: bool, 
         args += ["--format", format_] if format_ else []
         args += ["--allow-other"] if allow_other else []
         args += [] if xattrs else ["--no-xattrs"]
+        args += [] if pipelines else ["--no-pipelines"]
+        args += ["--outputs", str(outputs.absolute())] if outputs else []
+        for module in plugins:
+            args += ["--plugins", module]
         for name, value in source_options.items():
             flag = "--" + name.replace("_", "-")
             args += [flag] if value is True else [flag, str(value)]
@@ -101,8 +112,9 @@ def mount(ctx: click.Context, source: Path, mountpoint: Path, foreground: bool, 
     configure_logging(log_file=log_file, stderr=ready_fd is None, debug=debug)
     try:
         plate = open_plate(source, format=format_, cache_bytes=cache_size, **source_options)
-        options_ = MountOptions(cache_bytes=cache_size, allow_other=allow_other, xattrs=xattrs)
-        session = MountSession(plate, mountpoint, options_)
+        options_ = MountOptions(cache_bytes=cache_size, allow_other=allow_other, xattrs=xattrs,
+                                pipelines=pipelines, outputs=outputs, plugins=plugins)
+        session = MountSession(plate, mountpoint, options_, plate_path=source)
         session.run(on_ready=lambda: report_ready(ready_fd), handle_signals=True)
     except HcsfsError as exc:
         report_failure(ready_fd, str(exc))
@@ -168,3 +180,68 @@ def _span(values: list[Any]) -> str:
     if len(values) == 1:
         return f"1 ({values[0]})"
     return f"{len(values)} ({values[0]} .. {values[-1]})"
+
+
+@main.command()
+@click.argument("source", type=click.Path(exists=True, path_type=Path))
+@click.argument("destination", type=click.Path(path_type=Path))
+@click.option("--format", "format_", metavar="NAME", help="Skip detection of SOURCE's format.")
+@click.option("--ngff", type=click.Choice(["0.5", "0.4"]), default="0.5", show_default=True,
+              help="OME-Zarr version (0.4 = zarr v2, for older readers).")
+@click.option("--chunks", type=click.Choice(["plane", "well"]), default="plane", show_default=True,
+              help="One chunk per 2-D plane, or per field image.")
+@click.option("--shard", is_flag=True, help="Shard each field image into one file (zarr v3 only).")
+@click.option("--compressor", type=click.Choice(["zstd", "lz4", "blosclz4", "none"]), default="zstd",
+              show_default=True)
+@click.option("--level", type=int, help="Compression level.")
+@click.option("--overwrite", is_flag=True, help="Replace DESTINATION if it exists.")
+def convert(source: Path, destination: Path, format_: str | None, ngff: str, chunks: str,
+            shard: bool, compressor: str, level: int | None, overwrite: bool) -> None:
+    """Write the plate at SOURCE as an OME-Zarr HCS plate at DESTINATION."""
+    from hcsfs.convert import convert_plate
+    from hcsfs.logconfig import configure_logging
+    from hcsfs.progress import Progress
+
+    configure_logging(log_file=None, stderr=True, debug=False)
+    with Progress(f"converting {source.name}") as progress:
+        result = convert_plate(source, destination, format=format_, ngff=ngff, chunks=chunks,
+                               shard="well" if shard else None, compressor=compressor, level=level,
+                               overwrite=overwrite, progress=progress.update)
+    click.echo(f"hcsfs: wrote {result.planes} planes ({result.wells} wells, {result.fields} fields) "
+               f"to {result.path}")
+
+
+@main.command()
+@click.argument("mountpoint", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("spec", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--wait", is_flag=True, help="Follow the run to its end; exit 0 only if it succeeded.")
+@click.option("--timeout", type=float, help="With --wait: give up after this many seconds.")
+def run(mountpoint: Path, spec: Path, wait: bool, timeout: float | None) -> None:
+    """Start the pipeline SPEC on the plate mounted at MOUNTPOINT (copies it into .pipelines/).
+
+    With --wait the exit status is 0 when the run is done without errors, 1 when it failed, 2 when it
+    was cancelled, 3 when it finished with failed units, 4 on timeout.
+    """
+    from hcsfs.runs import follow_run, submit_spec
+
+    name = submit_spec(mountpoint, spec)
+    click.echo(f"hcsfs: started {name}: status in {mountpoint / '.pipelines' / (name + '.status')}")
+    if wait:
+        sys.exit(follow_run(mountpoint, name, timeout=timeout))
+
+
+@main.command()
+@click.argument("mountpoint", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the status files as one JSON object.")
+def status(mountpoint: Path, as_json: bool) -> None:
+    """Show every pipeline run of the mount at MOUNTPOINT: state, progress, errors."""
+    from hcsfs.runs import read_statuses, render_status
+
+    statuses = read_statuses(mountpoint)
+    if as_json:
+        click.echo(json.dumps(statuses, indent=2))
+    elif not statuses:
+        click.echo("no pipeline runs")
+    else:
+        for line in render_status(statuses):
+            click.echo(line)

@@ -44,7 +44,7 @@ def _expected_bytes(plate: MemoryPlate, key: PlaneKey) -> bytes:
 
 def test_listing_is_exactly_the_planes_in_natural_order(plate: MemoryPlate, mnt: Path) -> None:
     names = os.listdir(mnt)
-    assert names == [".hcsfs"] + [k.name for k in plate.keys()]
+    assert names == [".hcsfs", ".pipelines"] + [k.name for k in plate.keys()]
     assert "AF48_s001_w1_z001_t001.tif" in names
 
 
@@ -94,7 +94,8 @@ def test_cp_rsync_and_find(plate: MemoryPlate, mnt: Path, tmp_path: Path) -> Non
     rsynced = tmp_path / "rsynced"
     first = subprocess.run(["rsync", "-a", "--stats", f"{mnt}/", f"{rsynced}/"],
                            capture_output=True, text=True, check=True)
-    assert f"Number of regular files transferred: {len(plate) + 1}" in first.stdout
+    # the planes, .hcsfs/plate.json and .pipelines/README
+    assert f"Number of regular files transferred: {len(plate) + 2}" in first.stdout
     second = subprocess.run(["rsync", "-a", "--stats", f"{mnt}/", f"{rsynced}/"],
                             capture_output=True, text=True, check=True)
     assert "Number of regular files transferred: 0" in second.stdout
@@ -103,7 +104,8 @@ def test_cp_rsync_and_find(plate: MemoryPlate, mnt: Path, tmp_path: Path) -> Non
     found = subprocess.run(["find", str(mnt), "-type", "f"], capture_output=True, text=True,
                            check=True).stdout.split()
     assert sorted(found) == sorted([str(mnt / k.name) for k in plate.keys()]
-                                   + [str(mnt / ".hcsfs" / "plate.json")])
+                                   + [str(mnt / ".hcsfs" / "plate.json"),
+                                      str(mnt / ".pipelines" / "README")])
 
 
 _READER = """
@@ -217,7 +219,7 @@ def test_unmounts_on_exit_even_after_an_exception(mountpoint: Path) -> None:
             raise RuntimeError("boom")
     assert os.listdir(mountpoint) == []
     with hcsfs.mounted(memory_plate(), mountpoint) as again:  # and mounts again
-        assert len(os.listdir(again.path)) == 13
+        assert len(os.listdir(again.path)) == 14  # 12 planes, .hcsfs, .pipelines
 
 
 # -- TIFF folder: passthrough ------------------------------------------------------------------

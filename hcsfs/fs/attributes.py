@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+import time
 from dataclasses import dataclass
 
 import pyfuse3
@@ -39,21 +40,25 @@ class AttributePolicy:
         attrs.attr_timeout = timeout
         return attrs
 
-    def directory(self, inode: int, subdirectories: int = 0) -> pyfuse3.EntryAttributes:
-        attrs = self._base(inode, stat.S_IFDIR | 0o555, self.dynamic_timeout)
+    def directory(
+        self, inode: int, subdirectories: int = 0, *, writable: bool = False
+    ) -> pyfuse3.EntryAttributes:
+        mode = 0o755 if writable else 0o555  # writable by the mount's owner only
+        attrs = self._base(inode, stat.S_IFDIR | mode, self.dynamic_timeout)
         attrs.st_nlink = 2 + subdirectories
         attrs.st_size = 0
         attrs.st_atime_ns = attrs.st_mtime_ns = attrs.st_ctime_ns = self.mount_time_ns
         return attrs
 
     def file(
-        self, inode: int, size: int, mtime_ns: int | None = None, *, immutable: bool = True
+        self, inode: int, size: int, mtime_ns: int | None = None, *, immutable: bool = True,
+        writable: bool = False,
     ) -> pyfuse3.EntryAttributes:
         timeout = self.immutable_timeout if immutable else self.dynamic_timeout
-        attrs = self._base(inode, stat.S_IFREG | 0o444, timeout)
+        attrs = self._base(inode, stat.S_IFREG | (0o644 if writable else 0o444), timeout)
         attrs.st_nlink = 1
         attrs.st_size = size
         attrs.st_blocks = -(-size // 512)
-        mtime = self.mount_time_ns if mtime_ns is None else mtime_ns
+        mtime = (self.mount_time_ns if immutable else time.time_ns()) if mtime_ns is None else mtime_ns
         attrs.st_atime_ns = attrs.st_mtime_ns = attrs.st_ctime_ns = mtime
         return attrs

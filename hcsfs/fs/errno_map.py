@@ -14,7 +14,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import pyfuse3
 
-from hcsfs.errors import HcsfsError, PlaneNotFoundError, PlaneReadError
+from hcsfs.errors import HcsfsError, PlaneNotFoundError, PlaneReadError, SpecError
 
 __all__ = ["fuse_errors", "errno_for"]
 
@@ -32,6 +32,8 @@ def errno_for(exc: BaseException) -> int:
         return errno.ENOENT
     if isinstance(exc, PlaneReadError):
         return errno.EIO
+    if isinstance(exc, SpecError):
+        return errno.EINVAL
     if isinstance(exc, OSError) and exc.errno:
         return exc.errno
     return errno.EIO

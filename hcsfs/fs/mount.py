@@ -8,15 +8,18 @@ one process serves one mount at a time.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import signal
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import platformdirs
 import pyfuse3
 import trio
 
@@ -24,12 +27,13 @@ from hcsfs.cache import DEFAULT_CACHE_BYTES, parse_byte_size
 from hcsfs.errors import MountError
 from hcsfs.fs.mounttable import MountState, probe_mountpoint, unmount
 from hcsfs.fs.operations import PlateOperations
-from hcsfs.sources import open_plate
+from hcsfs.sources import PlateSource, open_plate
 
 if TYPE_CHECKING:
-    from hcsfs.sources.base import PlateSource
+    from hcsfs.pipelines import PipelineManager
 
-__all__ = ["MountOptions", "MountSession", "mounted", "check_mountpoint", "Mounted"]
+__all__ = ["MountOptions", "MountSession", "mounted", "check_mountpoint", "Mounted",
+           "default_outputs_dir"]
 
 log = logging.getLogger("hcsfs.mount")
 _ONE_SESSION = threading.Lock()
@@ -37,13 +41,19 @@ _ONE_SESSION = threading.Lock()
 
 @dataclass(frozen=True, slots=True)
 class MountOptions:
-    """How to mount: cache budget and kernel-level options."""
+    """How to mount: cache budget, pipelines, and kernel-level options."""
 
     cache_bytes: int = DEFAULT_CACHE_BYTES
     allow_other: bool = False
     debug_fuse: bool = False
     xattrs: bool = True
     """``user.hcs.*`` attributes; without them ``ls -l`` costs two fewer requests per file."""
+    pipelines: bool = True
+    outputs: Path | None = None
+    """Where pipeline outputs persist; default: per plate under the user's data dir (a temporary
+    folder for plates that have no path, such as a MemoryPlate)."""
+    plugins: tuple[str, ...] = ()
+    """Modules whose ``register(registry)`` adds pipeline functions (the mount's owner trusts them)."""
 
     def fuse_options(self) -> set[str]:
         options = set(pyfuse3.default_options) | {"fsname=hcsfs", "subtype=hcsfs", "noatime"}
@@ -52,6 +62,13 @@ class MountOptions:
         if self.debug_fuse:
             options.add("debug")
         return options
+
+
+def default_outputs_dir(plate_path: Path) -> Path:
+    """``~/.local/share/hcsfs/outputs/<plate name>-<hash of its absolute path>``: never inside the plate."""
+    resolved = plate_path.resolve()
+    digest = hashlib.sha256(str(resolved).encode()).hexdigest()[:12]
+    return Path(platformdirs.user_data_dir("hcsfs")) / "outputs" / f"{resolved.name}-{digest}"
 
 
 def check_mountpoint(mountpoint: str | os.PathLike[str]) -> Path:
@@ -83,11 +100,13 @@ class MountSession:
     """One mount of one source; :meth:`run` blocks until unmounted or :meth:`stop` is called."""
 
     def __init__(self, source: PlateSource, mountpoint: str | os.PathLike[str],
-                 options: MountOptions = MountOptions()) -> None:
+                 options: MountOptions = MountOptions(), *, plate_path: Path | None = None) -> None:
         self.source = source
         self.mountpoint = Path(mountpoint).absolute()
         self.options = options
+        self.plate_path = plate_path
         self.operations: PlateOperations | None = None
+        self.manager: PipelineManager | None = None
         self._token: trio.lowlevel.TrioToken | None = None
         self._stopping = threading.Event()
 
@@ -97,21 +116,56 @@ class MountSession:
             raise MountError("this process already serves a mount (pyfuse3 allows one)")
         try:
             check_mountpoint(self.mountpoint)
-            self.operations = PlateOperations(
-                self.source, cache_bytes=self.options.cache_bytes, xattrs=self.options.xattrs)
-            try:
-                pyfuse3.init(self.operations, str(self.mountpoint), self.options.fuse_options())
-            except RuntimeError as exc:
-                raise MountError(f"cannot mount on {self.mountpoint}: {exc}") from exc
-            log.info("mounted %s (%s) on %s", self.source.describe().source,
-                     self.source.format_name, self.mountpoint)
-            try:
-                trio.run(self._main, on_ready, handle_signals)
-            finally:
-                pyfuse3.close(unmount=True)
-                log.info("unmounted %s", self.mountpoint)
+            with contextlib.ExitStack() as cleanup:
+                self.manager = self._pipeline_manager(cleanup)
+                self.operations = PlateOperations(
+                    self.source, cache_bytes=self.options.cache_bytes, xattrs=self.options.xattrs,
+                    manager=self.manager)
+                try:
+                    pyfuse3.init(self.operations, str(self.mountpoint), self.options.fuse_options())
+                except RuntimeError as exc:
+                    raise MountError(f"cannot mount on {self.mountpoint}: {exc}") from exc
+                log.info("mounted %s (%s) on %s", self.source.describe().source,
+                         self.source.format_name, self.mountpoint)
+                invalidator = self.operations.invalidator
+                try:
+                    if invalidator is not None:
+                        invalidator.start()
+                    trio.run(self._main, on_ready, handle_signals)
+                finally:
+                    # Order matters: no kernel notifications once serving stopped, runs cancelled
+                    # before the session goes, and the session closed (unmounted) last.
+                    if invalidator is not None:
+                        invalidator.stop()
+                    if self.manager is not None:
+                        self.manager.close()
+                    pyfuse3.close(unmount=True)
+                    log.info("unmounted %s", self.mountpoint)
         finally:
             _ONE_SESSION.release()
+
+    def _pipeline_manager(self, cleanup: contextlib.ExitStack) -> PipelineManager | None:
+        if not self.options.pipelines:
+            return None
+        from hcsfs.pipelines import PipelineManager, default_registry, load_plugins
+
+        outputs = self.options.outputs
+        if outputs is None:
+            if self.plate_path is None:
+                outputs = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="hcsfs-outputs-")))
+            else:
+                outputs = default_outputs_dir(self.plate_path)
+        outputs.mkdir(parents=True, exist_ok=True)
+        registry = default_registry()
+        load_plugins(registry, self.options.plugins)
+
+        def changed(run: str) -> None:
+            control = self.operations.control if self.operations is not None else None
+            if control is not None:
+                control.run_changed(run)
+
+        log.info("pipeline outputs go to %s", outputs)
+        return PipelineManager(self.source, outputs_dir=outputs, registry=registry, on_change=changed)
 
     async def _main(self, on_ready: Callable[[], None] | None, handle_signals: bool) -> None:
         self._token = trio.lowlevel.current_trio_token()
@@ -167,6 +221,9 @@ def mounted(
     *,
     cache_size: int | str = DEFAULT_CACHE_BYTES,
     xattrs: bool = True,
+    pipelines: bool = True,
+    outputs: str | os.PathLike[str] | None = None,
+    plugins: tuple[str, ...] = (),
     format: str | None = None,
     ready_timeout: float = 60.0,
     **source_options: Any,
@@ -177,8 +234,10 @@ def mounted(
     """
     cache_bytes = parse_byte_size(cache_size)
     plate = open_plate(source, format=format, cache_bytes=cache_bytes, **source_options)
-    options = MountOptions(cache_bytes=cache_bytes, xattrs=xattrs)
-    session = MountSession(plate, mountpoint, options)
+    options = MountOptions(cache_bytes=cache_bytes, xattrs=xattrs, pipelines=pipelines,
+                           outputs=None if outputs is None else Path(outputs), plugins=tuple(plugins))
+    plate_path = None if isinstance(source, PlateSource) else Path(source)
+    session = MountSession(plate, mountpoint, options, plate_path=plate_path)
     ready = threading.Event()
     failure: list[BaseException] = []
 

@@ -4,6 +4,10 @@ Handlers are short: they find the node, ask the source (in a worker thread when 
 answer. Blocking work never runs on the trio loop: source I/O and decoding go through
 ``trio.to_thread.run_sync`` behind capacity limiters; only answers already in memory (header bytes,
 pinned pixels, cheap in-memory infos) are served inline.
+
+Directories are generic: a node lists fixed children, entries a provider gives on demand (the
+``.pipelines/`` files, run output folders) and the planes of a source (the plate at the root, a run's
+outputs in its folder). Writes are handled in :mod:`hcsfs.fs.writes`.
 """
 
 from __future__ import annotations
@@ -21,17 +25,20 @@ import pyfuse3
 import trio
 
 from hcsfs.cache import ByteLRU
-from hcsfs.errors import NotAPlaneError, PlaneNameError, PlaneReadError
+from hcsfs.errors import NotAPlaneError, PlaneNameError, PlaneNotFoundError, PlaneReadError
 from hcsfs.fs.attributes import AttributePolicy
 from hcsfs.fs.errno_map import fuse_errors
-from hcsfs.fs.readonly import ReadOnlyOperations
-from hcsfs.fs.tree import ROOT_INODE, InodeTable, Node, NodeKind
+from hcsfs.fs.control import ControlArea, SpecFile
+from hcsfs.fs.invalidate import Invalidator
+from hcsfs.fs.tree import ROOT_INODE, Entry, InodeTable, Node, NodeKind
+from hcsfs.fs.writes import WritableOperations
 from hcsfs.naming import PlaneKey, parse_name
 from hcsfs.planefile import EncodedFile, PassthroughFile, PlaneFile
 from hcsfs.sources.base import plate_summary
 from hcsfs.tiff import pixel_buffer
 
 if TYPE_CHECKING:
+    from hcsfs.pipelines import PipelineManager
     from hcsfs.sources.base import PlaneInfo, PlateSource
 
 __all__ = ["PlateOperations"]
@@ -45,7 +52,7 @@ _READDIR_BATCH = 128
 
 
 class _BytesFile:
-    """A virtual file's content, fixed at open."""
+    """A generated file's content, fixed at open."""
 
     def __init__(self, data: bytes) -> None:
         self.data = data
@@ -68,6 +75,7 @@ class _Listing:
     inode: int
     named: list[Node]
     keys: Sequence[PlaneKey]
+    source: PlateSource | None
     entries: dict[int, tuple[bytes, pyfuse3.EntryAttributes] | None] = field(default_factory=dict)
     """Planes' names and attributes, computed a batch ahead of the kernel's requests."""
 
@@ -75,29 +83,37 @@ class _Listing:
         return len(self.named) + len(self.keys)
 
 
-class PlateOperations(ReadOnlyOperations):
-    """A read-only mount of one :class:`~hcsfs.sources.base.PlateSource`."""
+class PlateOperations(WritableOperations):
+    """A mount of one :class:`~hcsfs.sources.base.PlateSource`, with an optional pipeline manager."""
 
     def __init__(
-        self, source: PlateSource, *, cache_bytes: int, io_threads: int = 16, xattrs: bool = True
+        self, source: PlateSource, *, cache_bytes: int, io_threads: int = 16, xattrs: bool = True,
+        manager: PipelineManager | None = None,
     ) -> None:
         super().__init__()
         self.source = source
         self.xattrs = xattrs
         self.tree = InodeTable()
         self.policy = AttributePolicy.for_current_user(time.time_ns())
-        self.pixel_cache: ByteLRU[tuple[PlaneKey, int], memoryview] = ByteLRU(cache_bytes, len)
+        self.pixel_cache: ByteLRU[tuple[int, PlaneKey, int], memoryview] = ByteLRU(cache_bytes, len)
         self.cpu_limiter = trio.CapacityLimiter(os.cpu_count() or 1)
         self.io_limiter = trio.CapacityLimiter(io_threads)
-        # Sources that keep decoded data themselves (in RAM, or in their own chunk cache that got the
-        # --cache-size budget) would only be cached twice.
-        self._source_caches = bool(getattr(source, "caches_planes", False))
-        self._handles: dict[int, PlaneFile | _BytesFile] = {}
+        self._handles: dict[int, PlaneFile | _BytesFile | SpecFile] = {}
         self._listings: dict[int, _Listing] = {}
         self._next_fh = 1
         self._plate_json: bytes | None = None
+        root = self.tree[ROOT_INODE]
+        root.planes = lambda: self.source
         meta = self.tree.add_directory(ROOT_INODE, ".hcsfs")
-        self.tree.add_virtual_file(meta.inode, "plate.json", self._render_plate_json)
+        self.tree.add_file(meta.inode, "plate.json", self._render_plate_json)
+        self.invalidator: Invalidator | None = None
+        self.control: ControlArea | None = None
+        if manager is not None:
+            self.invalidator = Invalidator()
+            pipelines = self.tree.add_directory(ROOT_INODE, ".pipelines", writable=True)
+            self.control = ControlArea(manager, self.tree, ROOT_INODE, pipelines.inode, self.invalidator)
+            pipelines.entries = self.control.pipelines_entries
+            root.entries = self.control.root_entries
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -105,10 +121,10 @@ class PlateOperations(ReadOnlyOperations):
         limiter = self.cpu_limiter if cpu else self.io_limiter
         return await trio.to_thread.run_sync(fn, *args, limiter=limiter)
 
-    async def _info(self, key: PlaneKey) -> PlaneInfo:
-        if self.source.blocking_info:
-            return await self._blocking(self.source.info, key)
-        return self.source.info(key)
+    async def _info(self, source: PlateSource, key: PlaneKey) -> PlaneInfo:
+        if source.blocking_info:
+            return await self._blocking(source.info, key)
+        return source.info(key)
 
     def _render_plate_json(self) -> bytes:
         if self._plate_json is None:
@@ -122,22 +138,50 @@ class PlateOperations(ReadOnlyOperations):
             raise pyfuse3.FUSEError(errno.ENOENT)
         return node
 
-    def _new_fh(self, handle: PlaneFile | _BytesFile) -> int:
+    def _source_of(self, directory: Node) -> PlateSource:
+        source = directory.planes() if directory.planes is not None else None
+        if source is None:
+            raise pyfuse3.FUSEError(errno.ENOENT)
+        return source
+
+    def _new_fh(self, handle: PlaneFile | _BytesFile | SpecFile) -> int:
         fh = self._next_fh
         self._next_fh += 1
         self._handles[fh] = handle
         return fh
 
+    def _entries(self, directory: Node) -> dict[str, Entry]:
+        """A directory's provider-listed entries (may do I/O: call from a worker thread)."""
+        return directory.entries() if directory.entries is not None else {}
+
+    def _run_folder(self, directory: Node, name: str) -> dict[str, Any]:
+        """Hooks of a run's output folder (a provider-listed directory at the root)."""
+        if directory.inode != ROOT_INODE or self.control is None:
+            return {}
+        control = self.control
+        return {"planes": lambda: control.run_source(name),
+                "entries": lambda: control.run_entries(name)}
+
+    def _ensure(self, directory: Node, name: str, entry: Entry) -> Node:
+        node = self.tree.entry(directory.inode, name, entry)
+        if entry.kind is NodeKind.DIRECTORY and node.planes is None:
+            hooks = self._run_folder(directory, name)
+            node.planes, node.entries = hooks.get("planes"), hooks.get("entries")
+        if directory.writable and entry.kind is NodeKind.SPEC:
+            node.writable = True
+        return node
+
     async def _attributes(self, node: Node) -> pyfuse3.EntryAttributes:
         if node.kind is NodeKind.DIRECTORY:
-            subdirs = sum(c.kind is NodeKind.DIRECTORY for c in self.tree.children(node.inode))
-            return self.policy.directory(node.inode, subdirs)
-        if node.kind is NodeKind.VIRTUAL_FILE:
+            subdirs = sum(c.is_directory for c in self.tree.children(node.inode))
+            return self.policy.directory(node.inode, subdirs, writable=node.writable)
+        if node.kind is not NodeKind.PLANE:
             assert node.content is not None
             content = await self._blocking(node.content)
-            return self.policy.file(node.inode, len(content))
+            return self.policy.file(node.inode, len(content), None, immutable=not node.dynamic,
+                                    writable=node.writable)
         assert node.key is not None
-        info = await self._info(node.key)
+        info = await self._info(self._source_of(self._node(node.parent)), node.key)
         return self.policy.file(node.inode, info.size, info.mtime_ns)
 
     # -- lookups and attributes ---------------------------------------------------------------
@@ -155,14 +199,18 @@ class PlateOperations(ReadOnlyOperations):
         child = self.tree.child(parent_inode, text)
         if child is not None:
             return await self._attributes(child)
-        if parent_inode != ROOT_INODE:
+        if parent.entries is not None:
+            entry = (await self._blocking(self._entries, parent)).get(text)
+            if entry is not None:
+                return await self._attributes(self._ensure(parent, text, entry))
+        if parent.planes is None:
             raise pyfuse3.FUSEError(errno.ENOENT)
         try:
             key = parse_name(text)
         except PlaneNameError:
             raise pyfuse3.FUSEError(errno.ENOENT) from None
-        info = await self._info(key)
-        node = self.tree.plane(ROOT_INODE, key)
+        info = await self._info(self._source_of(parent), key)
+        node = self.tree.plane(parent_inode, key)
         return self.policy.file(node.inode, info.size, info.mtime_ns)
 
     @fuse_errors
@@ -179,23 +227,33 @@ class PlateOperations(ReadOnlyOperations):
         node = self._node(inode)
         if node.kind is not NodeKind.DIRECTORY:
             raise pyfuse3.FUSEError(errno.ENOTDIR)
+        source = node.planes() if node.planes is not None else None
         keys: Sequence[PlaneKey] = ()
-        if inode == ROOT_INODE:
-            listed = await self._blocking(lambda: self.source.keys())
+        if source is not None:
+            listed = await self._blocking(source.keys)
             keys = listed if isinstance(listed, Sequence) else list(listed)
-        named = sorted(self.tree.children(inode), key=lambda n: n.name)
+        named = self.tree.children(inode)
+        if node.entries is not None:
+            entries = await self._blocking(self._entries, node)
+            named += [self._ensure(node, name, entry) for name, entry in entries.items()]
+        named.sort(key=lambda n: n.name)
         fh = self._next_fh
         self._next_fh += 1
-        self._listings[fh] = _Listing(inode, named, keys)
+        self._listings[fh] = _Listing(inode, named, keys, source)
         return fh
 
-    def _plane_entry(self, key: PlaneKey) -> tuple[bytes, pyfuse3.EntryAttributes] | None:
+    def _plane_entry(
+        self, listing: _Listing, key: PlaneKey
+    ) -> tuple[bytes, pyfuse3.EntryAttributes] | None:
         """Name and attributes of a listed plane; ``None`` leaves a non-plane out (any thread)."""
-        node = self.tree.plane(ROOT_INODE, key)
+        assert listing.source is not None
+        node = self.tree.plane(listing.inode, key)
         try:
-            info = self.source.info(key)
+            info = listing.source.info(key)
         except NotAPlaneError:
             return None
+        except PlaneNotFoundError:
+            return None  # gone since the listing began (a replaced run's outputs)
         except PlaneReadError as exc:
             # Listed so that the user sees it; opening it gives EIO with the reason in the log.
             log.warning("%s", exc)
@@ -207,7 +265,7 @@ class PlateOperations(ReadOnlyOperations):
         offset = len(listing.named)
         for index in range(max(start, offset), stop):
             if index not in listing.entries:
-                listing.entries[index] = self._plane_entry(listing.keys[index - offset])
+                listing.entries[index] = self._plane_entry(listing, listing.keys[index - offset])
 
     @fuse_errors
     async def readdir(self, fh: int, start_id: int, token: pyfuse3.ReaddirToken) -> None:
@@ -217,10 +275,14 @@ class PlateOperations(ReadOnlyOperations):
             entry: tuple[bytes, pyfuse3.EntryAttributes] | None
             if index < len(listing.named):
                 node = listing.named[index]
-                entry = (os.fsencode(node.name), await self._attributes(node))
+                try:
+                    entry = (os.fsencode(node.name), await self._attributes(node))
+                except (OSError, KeyError):
+                    entry = None  # removed since opendir
             else:
                 if index not in listing.entries:
-                    if self.source.blocking_info:
+                    assert listing.source is not None
+                    if listing.source.blocking_info:
                         await self._blocking(self._fill_batch, listing, index)
                     else:
                         self._fill_batch(listing, index)
@@ -235,42 +297,49 @@ class PlateOperations(ReadOnlyOperations):
 
     # -- files ------------------------------------------------------------------------------------
 
-    def _load_pixels(self, info: PlaneInfo) -> Callable[[], memoryview]:
+    def _load_pixels(self, source: PlateSource, info: PlaneInfo) -> Callable[[], memoryview]:
         assert info.layout is not None
         layout, key = info.layout, info.key
 
         def decode() -> memoryview:
-            return pixel_buffer(layout, self.source.read_plane(key))
+            return pixel_buffer(layout, source.read_plane(key))
 
-        if self._source_caches:
+        # Sources that keep decoded data themselves (in RAM, or in their own chunk cache that got the
+        # --cache-size budget) would only be cached twice.
+        if getattr(source, "caches_planes", False):
             return decode
-        return lambda: self.pixel_cache.get_or_load((key, info.mtime_ns), decode)
+        return lambda: self.pixel_cache.get_or_load((id(source), key, info.mtime_ns), decode)
 
-    @fuse_errors
-    async def open(self, inode: int, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
-        if flags & _WRITE_FLAGS:
-            raise pyfuse3.FUSEError(errno.EROFS)
-        node = self._node(inode)
-        if node.kind is NodeKind.DIRECTORY:
-            raise pyfuse3.FUSEError(errno.EISDIR)
-        handle: PlaneFile | _BytesFile
-        if node.kind is NodeKind.VIRTUAL_FILE:
-            assert node.content is not None
-            handle = _BytesFile(await self._blocking(node.content))
-        else:
-            assert node.key is not None
-            if self.source.blocking_info:  # one trip to a worker thread for info and open(2)
-                handle = await self._blocking(self._open_plane, node.key)
-            else:
-                handle = self._open_plane(node.key)
-        return pyfuse3.FileInfo(fh=self._new_fh(handle), keep_cache=True)
-
-    def _open_plane(self, key: PlaneKey) -> PlaneFile:
-        info = self.source.info(key)
+    def _open_plane(self, source: PlateSource, key: PlaneKey) -> PlaneFile:
+        info = source.info(key)
         if info.passthrough is not None:
             return PassthroughFile(info.passthrough, info.size)
         assert info.layout is not None
-        return EncodedFile(info.layout, self._load_pixels(info))
+        return EncodedFile(info.layout, self._load_pixels(source, info))
+
+    @fuse_errors
+    async def open(self, inode: int, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
+        node = self._node(inode)
+        if node.kind is NodeKind.DIRECTORY:
+            raise pyfuse3.FUSEError(errno.EISDIR)
+        if node.kind is NodeKind.SPEC:
+            return await self._open_spec(node, flags)
+        if flags & _WRITE_FLAGS:
+            raise pyfuse3.FUSEError(errno.EROFS)
+        if node.kind is NodeKind.FILE:
+            assert node.content is not None
+            handle = _BytesFile(await self._blocking(node.content))
+            # Changing files (status, log) bypass the page cache so each read sees the latest.
+            return pyfuse3.FileInfo(fh=self._new_fh(handle), keep_cache=not node.dynamic,
+                                    direct_io=node.dynamic)
+        assert node.key is not None
+        source = self._source_of(self._node(node.parent))
+        plane: PlaneFile
+        if source.blocking_info:  # one trip to a worker thread for info and open(2)
+            plane = await self._blocking(self._open_plane, source, node.key)
+        else:
+            plane = self._open_plane(source, node.key)
+        return pyfuse3.FileInfo(fh=self._new_fh(plane), keep_cache=True)
 
     @fuse_errors
     async def read(  # type: ignore[override]  # pyfuse3 takes any contiguous buffer
@@ -284,8 +353,14 @@ class PlateOperations(ReadOnlyOperations):
 
     async def release(self, fh: int) -> None:
         handle = self._handles.pop(fh, None)
-        if handle is not None:
-            handle.close()
+        if handle is None:
+            return
+        handle.close()
+        if isinstance(handle, SpecFile) and self.control is not None:
+            try:
+                await self._blocking(self.control.release, handle)
+            except Exception:  # release cannot report errors; the run's status says what failed
+                log.exception("handing .pipelines/%s to the pipeline manager failed", handle.name)
 
     # -- extended attributes and statfs ----------------------------------------------------------
 
@@ -294,7 +369,7 @@ class PlateOperations(ReadOnlyOperations):
         if node.kind is not NodeKind.PLANE or node.key is None:
             return {}
         key = node.key
-        info = await self._info(key)
+        info = await self._info(self._source_of(self._node(node.parent)), key)
         values = {"well": key.well, "site": key.site, "channel": key.channel, "z": key.z, "t": key.t}
         if info.channel_name:
             values["channel_name"] = info.channel_name

@@ -1,7 +1,10 @@
-"""The mount's inode table: stable inode numbers for directories, virtual files and planes.
+"""The mount's inode table: stable inode numbers for directories, files and planes.
 
 Pure bookkeeping, no FUSE and no I/O, so it is unit-tested without a mount. Inode numbers are handed out
 on first sight and kept for the mount's life, so a name always has the same inode while mounted.
+
+A directory's entries come from three places: fixed children (``.hcsfs``), entries a provider lists on
+demand (``.pipelines/`` files, run output folders), and planes of a source (looked up by key).
 """
 
 from __future__ import annotations
@@ -10,10 +13,14 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
+from typing import TYPE_CHECKING
 
 from hcsfs.naming import PlaneKey
 
-__all__ = ["NodeKind", "Node", "InodeTable", "ROOT_INODE"]
+if TYPE_CHECKING:
+    from hcsfs.sources.base import PlateSource
+
+__all__ = ["NodeKind", "Node", "Entry", "InodeTable", "ROOT_INODE"]
 
 ROOT_INODE = 1
 
@@ -21,12 +28,25 @@ ROOT_INODE = 1
 class NodeKind(Enum):
     DIRECTORY = "directory"
     PLANE = "plane"
-    VIRTUAL_FILE = "virtual file"
+    FILE = "file"
+    """A file whose bytes a function gives (plate.json, status, log, tables, README)."""
+    SPEC = "spec"
+    """A writable file of ``.pipelines/``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """What a directory provider says about one of its names."""
+
+    kind: NodeKind
+    content: Callable[[], bytes] | None = None
+    dynamic: bool = False
+    """Changes while mounted: short cache timeouts, read without the page cache."""
 
 
 @dataclass(slots=True)
 class Node:
-    """One entry of the tree. Planes carry their key; virtual files a function giving their bytes."""
+    """One entry of the tree."""
 
     inode: int
     parent: int
@@ -34,8 +54,18 @@ class Node:
     kind: NodeKind
     key: PlaneKey | None = None
     content: Callable[[], bytes] | None = None
+    dynamic: bool = False
     children: dict[str, int] | None = None
-    """Named children of a directory (planes are looked up by key instead); None for files."""
+    """Fixed children of a directory; None for files."""
+    entries: Callable[[], dict[str, Entry]] | None = None
+    """Lists a directory's changing entries (called on lookup and opendir)."""
+    planes: Callable[[], PlateSource | None] | None = None
+    """The source whose planes this directory shows, if any."""
+    writable: bool = False
+
+    @property
+    def is_directory(self) -> bool:
+        return self.kind is NodeKind.DIRECTORY
 
 
 class InodeTable:
@@ -44,55 +74,80 @@ class InodeTable:
     def __init__(self) -> None:
         root = Node(ROOT_INODE, ROOT_INODE, "", NodeKind.DIRECTORY, children={})
         self._nodes: dict[int, Node] = {ROOT_INODE: root}
-        self._planes: dict[tuple[int, PlaneKey], int] = {}
+        self._named: dict[tuple[int, str], int] = {}
+        self._planes: dict[int, dict[PlaneKey, int]] = {}
         self._next = ROOT_INODE + 1
         self._lock = threading.Lock()
 
-    def _allocate(self, node_factory: Callable[[int], Node]) -> Node:
-        inode = self._next
+    def _new(self, parent: int, name: str, kind: NodeKind, **fields: object) -> Node:
+        node = Node(self._next, parent, name, kind, **fields)  # type: ignore[arg-type]
         self._next += 1
-        node = node_factory(inode)
-        self._nodes[inode] = node
+        self._nodes[node.inode] = node
         return node
 
-    def add_directory(self, parent: int, name: str) -> Node:
-        return self._add_named(parent, name, NodeKind.DIRECTORY, None)
+    def add_directory(self, parent: int, name: str, **fields: object) -> Node:
+        """A fixed subdirectory (``.hcsfs``, ``.pipelines``)."""
+        return self._add_fixed(parent, name, NodeKind.DIRECTORY, children={}, **fields)
 
-    def add_virtual_file(self, parent: int, name: str, content: Callable[[], bytes]) -> Node:
-        return self._add_named(parent, name, NodeKind.VIRTUAL_FILE, content)
+    def add_file(self, parent: int, name: str, content: Callable[[], bytes]) -> Node:
+        """A fixed file whose bytes ``content()`` gives."""
+        return self._add_fixed(parent, name, NodeKind.FILE, content=content)
 
-    def _add_named(
-        self, parent: int, name: str, kind: NodeKind, content: Callable[[], bytes] | None
-    ) -> Node:
+    def _add_fixed(self, parent: int, name: str, kind: NodeKind, **fields: object) -> Node:
         with self._lock:
             directory = self._nodes[parent]
             if directory.children is None:
                 raise NotADirectoryError(f"inode {parent} is not a directory")
             if name in directory.children:
                 raise FileExistsError(f"{name!r} already exists in inode {parent}")
-            node = self._allocate(lambda ino: Node(
-                ino, parent, name, kind, content=content,
-                children={} if kind is NodeKind.DIRECTORY else None))
+            node = self._new(parent, name, kind, **fields)
             directory.children[name] = node.inode
             return node
+
+    def entry(self, parent: int, name: str, entry: Entry, **fields: object) -> Node:
+        """The node of a provider-listed ``name`` in ``parent``: created on first sight, then kept
+        (same inode) and updated to what the provider says now."""
+        with self._lock:
+            inode = self._named.get((parent, name))
+            if inode is None:
+                children = {} if entry.kind is NodeKind.DIRECTORY else None
+                node = self._new(parent, name, entry.kind, content=entry.content,
+                                 dynamic=entry.dynamic, children=children, **fields)
+                self._named[(parent, name)] = node.inode
+                return node
+            node = self._nodes[inode]
+            node.kind, node.content, node.dynamic = entry.kind, entry.content, entry.dynamic
+            return node
+
+    def known_entry(self, parent: int, name: str) -> Node | None:
+        """A provider-listed node already handed out, or None (never creates)."""
+        inode = self._named.get((parent, name))
+        return None if inode is None else self._nodes[inode]
 
     def plane(self, parent: int, key: PlaneKey) -> Node:
         """The node of plane ``key`` in directory ``parent``, created on first sight."""
         with self._lock:
-            inode = self._planes.get((parent, key))
+            planes = self._planes.setdefault(parent, {})
+            inode = planes.get(key)
             if inode is not None:
                 return self._nodes[inode]
-            node = self._allocate(lambda ino: Node(ino, parent, key.name, NodeKind.PLANE, key=key))
-            self._planes[(parent, key)] = node.inode
+            node = self._new(parent, key.name, NodeKind.PLANE, key=key)
+            planes[key] = node.inode
             return node
 
+    def planes_of(self, parent: int) -> list[Node]:
+        """Plane nodes handed out under ``parent`` (to invalidate them when their source changes)."""
+        with self._lock:
+            return [self._nodes[i] for i in self._planes.get(parent, {}).values()]
+
     def child(self, parent: int, name: str) -> Node | None:
-        """A named (non-plane) child of ``parent``, or ``None``."""
+        """A fixed child of ``parent``, or None."""
         children = self._nodes[parent].children
         inode = None if children is None else children.get(name)
         return None if inode is None else self._nodes[inode]
 
     def children(self, parent: int) -> list[Node]:
+        """The fixed children of ``parent``."""
         children = self._nodes[parent].children or {}
         return [self._nodes[i] for i in children.values()]
 

@@ -12,10 +12,12 @@ import os
 import threading
 from pathlib import Path
 
+import numpy as np
+
 from hcsfs.errors import NotAPlaneError, PlaneNameError, PlaneNotFoundError, PlaneReadError
 from hcsfs.naming import PlaneKey, parse_name, sort_key
 from hcsfs.sources.base import PlaneInfo, PlateDescription
-from hcsfs.sources.tiffprobe import TIFF_MAGICS, probe_tiff
+from hcsfs.sources.tiffprobe import TIFF_MAGICS, read_tiff_format, read_tiff_plane
 
 __all__ = ["TiffFolderSource", "can_open"]
 
@@ -94,21 +96,11 @@ class TiffFolderSource:
         assert stat is not None
         return PlaneInfo(key=key, size=stat.st_size, mtime_ns=stat.st_mtime_ns, passthrough=path)
 
-    def read_plane(self, key: PlaneKey):  # type: ignore[no-untyped-def]
-        import tifffile
-
-        path = self._path(key)
-        try:
-            return tifffile.imread(path)
-        except Exception as exc:  # tifffile raises many types for damaged files
-            raise PlaneReadError(f"{path}: cannot decode: {exc}") from exc
+    def read_plane(self, key: PlaneKey) -> np.ndarray:
+        return read_tiff_plane(self._path(key))
 
     def plane_format(self, key: PlaneKey) -> tuple[tuple[int, int], str, float | None]:
-        path = self._path(key)
-        try:
-            return probe_tiff(path)
-        except Exception as exc:
-            raise PlaneReadError(f"{path}: cannot read the TIFF header: {exc}") from exc
+        return read_tiff_format(self._path(key))
 
     def describe(self) -> PlateDescription:
         with self._lock:

@@ -7,9 +7,20 @@ import os
 import re
 from pathlib import Path
 
+import numpy as np
 import tifffile
 
-__all__ = ["TIFF_MAGICS", "is_tiff", "metadata_xml_props", "probe_channel_name", "probe_tiff"]
+from hcsfs.errors import PlaneReadError
+
+__all__ = [
+    "TIFF_MAGICS",
+    "is_tiff",
+    "metadata_xml_props",
+    "probe_channel_name",
+    "probe_tiff",
+    "read_tiff_format",
+    "read_tiff_plane",
+]
 
 TIFF_MAGICS = (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+")
 
@@ -90,3 +101,19 @@ def probe_channel_name(path: str | Path) -> str | None:
     """The channel (illumination setting) a MetaMorph/MetaXpress plane names in its header, if any."""
     with tifffile.TiffFile(path) as tif:
         return _metamorph_channel(tif)
+
+
+def read_tiff_plane(path: Path) -> np.ndarray:
+    """The pixels of a single-plane TIFF; a damaged file is a :class:`PlaneReadError` naming it."""
+    try:
+        return tifffile.imread(path)
+    except Exception as exc:  # tifffile raises many types for damaged files
+        raise PlaneReadError(f"{path}: cannot decode: {exc}") from exc
+
+
+def read_tiff_format(path: Path) -> tuple[tuple[int, int], str, float | None]:
+    """:func:`probe_tiff`, with a damaged file a :class:`PlaneReadError` naming it."""
+    try:
+        return probe_tiff(path)
+    except Exception as exc:  # tifffile raises many types for damaged files
+        raise PlaneReadError(f"{path}: cannot read the TIFF header: {exc}") from exc

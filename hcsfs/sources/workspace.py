@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from hcsfs.errors import PlaneNotFoundError, PlaneReadError, PlateCollisionError
 from hcsfs.naming import PlaneKey, sort_key
 from hcsfs.sources.base import PlaneInfo, PlateDescription
-from hcsfs.sources.tiffprobe import probe_channel_name, probe_tiff
+from hcsfs.sources.tiffprobe import probe_channel_name, probe_tiff, read_tiff_format, read_tiff_plane
 
 if TYPE_CHECKING:
     import numpy as np
@@ -196,20 +196,10 @@ class PassthroughSource:
         return names
 
     def read_plane(self, key: PlaneKey) -> np.ndarray:
-        import tifffile
-
-        path = self.path_of(key)
-        try:
-            return tifffile.imread(path)
-        except Exception as exc:  # tifffile raises many types for damaged files
-            raise PlaneReadError(f"{path}: cannot decode: {exc}") from exc
+        return read_tiff_plane(self.path_of(key))
 
     def plane_format(self, key: PlaneKey) -> tuple[tuple[int, int], str, float | None]:
-        path = self.path_of(key)
-        try:
-            shape, dtype, pixel_size = probe_tiff(path)
-        except Exception as exc:
-            raise PlaneReadError(f"{path}: cannot read the TIFF header: {exc}") from exc
+        shape, dtype, pixel_size = read_tiff_format(self.path_of(key))
         known = self._plane_pixel_size(key)
         return shape, dtype, known if known is not None else pixel_size
 

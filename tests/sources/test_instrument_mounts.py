@@ -24,7 +24,7 @@ def test_real_listing_plate_mounts_flat(tmp_path: Path, mountpoint: Path, sample
     expected, _ = _expected_from_listing()
     with hcsfs.mounted(plate, mountpoint) as mounted:
         names = os.listdir(mounted.path)
-        assert names == [".hcsfs"] + [k.name for k in sorted(expected, key=sort_key)]
+        assert names == [".hcsfs", ".pipelines"] + [k.name for k in sorted(expected, key=sort_key)]
         for key in list(expected)[::97]:
             assert (mounted.path / key.name).read_bytes() == (plate / expected[key]).read_bytes()
         summary = json.loads((mounted.path / ".hcsfs" / "plate.json").read_text())
@@ -38,7 +38,7 @@ def test_guid_plane_bytes_and_xattrs(mountpoint: Path, samples: Path) -> None:
     real = folder / f"IXMtest_A01_s1_w1{GUID}.tif"
     with hcsfs.mounted(folder, mountpoint) as mounted:
         path = mounted.path / "A01_s001_w1_z001_t001.tif"
-        assert os.listdir(mounted.path) == [".hcsfs", path.name]
+        assert os.listdir(mounted.path) == [".hcsfs", ".pipelines", path.name]
         assert path.stat().st_size == real.stat().st_size
         assert path.read_bytes() == real.read_bytes()
         assert float(os.getxattr(path, "user.hcs.pixel_size_um")) == pytest.approx(0.645)
@@ -73,7 +73,7 @@ def test_phenix_mount_agrees_with_pe2loaddata(mountpoint: Path, samples: Path, f
     plate = samples / folder
     expected = _loaddata_planes(plate / loaddata)
     with hcsfs.mounted(plate, mountpoint) as mounted:
-        assert sorted(os.listdir(mounted.path)) == sorted([".hcsfs"] + [k.name for k, *_ in expected])
+        assert sorted(os.listdir(mounted.path)) == sorted([".hcsfs", ".pipelines"] + [k.name for k, *_ in expected])
         for key, filename, channel_name, pixel_size in expected:
             path = mounted.path / key.name
             assert path.read_bytes() == (plate / "images" / filename).read_bytes()  # LZW, untouched
@@ -88,6 +88,6 @@ def test_phenix_mount_agrees_with_pe2loaddata(mountpoint: Path, samples: Path, f
 
 def test_phenix_harmony7_mounts_empty_with_missing(mountpoint: Path, samples: Path) -> None:
     with hcsfs.mounted(samples / "phenix_harmony7_index_only", mountpoint) as mounted:
-        assert os.listdir(mounted.path) == [".hcsfs"]
+        assert os.listdir(mounted.path) == [".hcsfs", ".pipelines"]
         summary = json.loads((mounted.path / ".hcsfs" / "plate.json").read_text())
     assert summary["planes"] == 0 and len(summary["missing"]) == 7
