@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test demo bench clean lint
+.PHONY: install test demo bench clean lint docs test-clients
 
 install: $(STAMP)
 
@@ -16,6 +16,18 @@ $(STAMP): pyproject.toml requirements/frameworks.txt
 
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Only the tests that drive real client programs (ImageJ, CellProfiler, libtiff, ImageMagick, GDAL).
+test-clients: install
+	$(PY) -m pytest -m clients tests/clients $(PYTEST_ARGS)
+
+# The documentation site, offline and strict (a warning is an error), into site/.
+docs: $(VENV)/.docs-installed
+	$(VENV)/bin/mkdocs build --strict --site-dir site
+
+$(VENV)/.docs-installed: $(STAMP)
+	$(PY) -m pip install -q -e '.[docs]'
+	touch $@
 
 demo: install
 	$(PY) -m hcsfs.demo
