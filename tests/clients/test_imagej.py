@@ -154,3 +154,18 @@ def test_contrib_macro_opens_a_site_as_hyperstack(mountpoint: Path) -> None:
     for channel, z, t, mean in planes:
         source = plate.read_plane(PlaneKey("B03", 2, int(channel), int(z), int(t)))
         assert float(mean) == pytest.approx(source.mean(dtype=np.float64), rel=1e-6)
+
+
+def test_imagej_opens_the_plate_overview(tmp_path: Path, mountpoint: Path) -> None:
+    """Fiji shows the whole plate at a glance: /.hcsfs/overview/w1.tif equals render_overview()."""
+    from hcsfs.overview import overview_geometry, render_overview
+
+    plate = memory_plate(plate_keys(("A01", "A02", "C07", "H12"), sites=4, channels=2), shape=(48, 64))
+    macro = _write_macro(tmp_path, OPEN_PLANES)
+    with hcsfs.mounted(plate, mountpoint, pipelines=False):
+        overview = mountpoint / ".hcsfs" / "overview" / "w1.tif"
+        if not overview.exists():
+            pytest.skip("the mount does not serve /.hcsfs/overview/ yet")
+        lines = run_imagej(macro, str(overview))
+    expected = render_overview(plate, 1, overview_geometry(plate))
+    _check_plane(_results(lines, "RESULT")[0], expected)
