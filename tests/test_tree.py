@@ -48,3 +48,33 @@ def test_duplicate_names_and_files_as_parents_are_refused() -> None:
     file = table.add_file(ROOT_INODE, "f", lambda: b"")
     with pytest.raises(NotADirectoryError):
         table.add_directory(file.inode, "x")
+
+
+def test_plane_inodes_are_packed_keys_and_cost_no_entry() -> None:
+    table = InodeTable()
+    held = len(table)
+    keys = [PlaneKey("AF48", 100, 12, 1000, 1000), PlaneKey("A01"), PlaneKey("ZZ01", 1023, 255, 1023, 1023)]
+    nodes = [table.plane(ROOT_INODE, k) for k in keys]
+    assert len(table) == held  # nothing stored per plane
+    for key, node in zip(keys, nodes, strict=True):
+        again = table.get(node.inode)
+        assert again is not None and again.key == key and again.parent == ROOT_INODE
+        assert again.name == key.name and again.kind is NodeKind.PLANE
+    assert len({n.inode for n in nodes}) == 3
+
+
+def test_keys_that_do_not_pack_get_table_entries() -> None:
+    table = InodeTable()
+    reduced = table.plane(ROOT_INODE, PlaneKey("A01", z="max"))
+    huge = table.plane(ROOT_INODE, PlaneKey("A01", t=5000))
+    assert table.get(reduced.inode).key == PlaneKey("A01", z="max")  # type: ignore[union-attr]
+    assert table.plane(ROOT_INODE, PlaneKey("A01", t=5000)).inode == huge.inode
+    assert reduced.inode < 1 << 58 and huge.inode < 1 << 58
+
+
+def test_unknown_inodes_are_none() -> None:
+    table = InodeTable()
+    assert table.get(12345) is None
+    assert table.get((7 << 58) | 1) is None
+    with pytest.raises(KeyError):
+        table[12345]

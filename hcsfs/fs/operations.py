@@ -17,7 +17,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -70,17 +70,22 @@ class _BytesFile:
 
 @dataclass(slots=True)
 class _Listing:
-    """A directory snapshot taken at ``opendir``: named children first, then plane keys."""
+    """One open directory: named children (a snapshot taken at ``opendir``), then the source's planes,
+    streamed a batch at a time so a listing never holds every entry of a huge plate."""
 
     inode: int
     named: list[Node]
-    keys: Sequence[PlaneKey]
     source: PlateSource | None
+    keys: Iterator[PlaneKey] = field(default_factory=lambda: iter(()))
+    position: int = 0
+    """Listing offset of the next key ``keys`` yields."""
     entries: dict[int, tuple[bytes, pyfuse3.EntryAttributes] | None] = field(default_factory=dict)
     """Planes' names and attributes, computed a batch ahead of the kernel's requests."""
 
-    def __len__(self) -> int:
-        return len(self.named) + len(self.keys)
+    def restart(self) -> None:
+        self.keys = iter(self.source.keys()) if self.source is not None else iter(())
+        self.position = len(self.named)
+        self.entries.clear()
 
 
 class PlateOperations(WritableOperations):
@@ -228,18 +233,16 @@ class PlateOperations(WritableOperations):
         if node.kind is not NodeKind.DIRECTORY:
             raise pyfuse3.FUSEError(errno.ENOTDIR)
         source = node.planes() if node.planes is not None else None
-        keys: Sequence[PlaneKey] = ()
-        if source is not None:
-            listed = await self._blocking(source.keys)
-            keys = listed if isinstance(listed, Sequence) else list(listed)
         named = self.tree.children(inode)
         if node.entries is not None:
             entries = await self._blocking(self._entries, node)
             named += [self._ensure(node, name, entry) for name, entry in entries.items()]
         named.sort(key=lambda n: n.name)
+        listing = _Listing(inode, named, source)
+        await self._blocking(listing.restart)
         fh = self._next_fh
         self._next_fh += 1
-        self._listings[fh] = _Listing(inode, named, keys, source)
+        self._listings[fh] = listing
         return fh
 
     def _plane_entry(
@@ -261,17 +264,22 @@ class PlateOperations(WritableOperations):
         return os.fsencode(node.name), self.policy.file(node.inode, info.size, info.mtime_ns)
 
     def _fill_batch(self, listing: _Listing, start: int) -> None:
-        stop = min(start + _READDIR_BATCH, len(listing))
-        offset = len(listing.named)
-        for index in range(max(start, offset), stop):
-            if index not in listing.entries:
-                listing.entries[index] = self._plane_entry(listing, listing.keys[index - offset])
+        """Read the next batch of planes from ``start`` on (rewinding if the kernel seeks back)."""
+        if start < listing.position:
+            listing.restart()
+        for key in listing.keys:
+            index = listing.position
+            listing.position += 1
+            if index >= start:
+                listing.entries[index] = self._plane_entry(listing, key)
+                if index >= start + _READDIR_BATCH - 1:
+                    break
 
     @fuse_errors
     async def readdir(self, fh: int, start_id: int, token: pyfuse3.ReaddirToken) -> None:
         listing = self._listings[fh]
         index = start_id
-        while index < len(listing):
+        while True:
             entry: tuple[bytes, pyfuse3.EntryAttributes] | None
             if index < len(listing.named):
                 node = listing.named[index]
@@ -280,12 +288,15 @@ class PlateOperations(WritableOperations):
                 except (OSError, KeyError):
                     entry = None  # removed since opendir
             else:
+                if listing.source is None:
+                    break
                 if index not in listing.entries:
-                    assert listing.source is not None
                     if listing.source.blocking_info:
                         await self._blocking(self._fill_batch, listing, index)
                     else:
                         self._fill_batch(listing, index)
+                    if index not in listing.entries:
+                        break  # no more planes
                 entry = listing.entries[index]
             if entry is not None and not pyfuse3.readdir_reply(token, *entry, index + 1):
                 break  # the kernel's buffer is full; it asks again from this index

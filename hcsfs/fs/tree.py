@@ -3,6 +3,10 @@
 Pure bookkeeping, no FUSE and no I/O, so it is unit-tested without a mount. Inode numbers are handed out
 on first sight and kept for the mount's life, so a name always has the same inode while mounted.
 
+Plane inodes cost no memory: a plane's inode number *is* its key, packed into the bits below the
+folder's number (:class:`_PlanePacking`), and its node is rebuilt from the number when asked. Only keys
+that do not fit the packing (reduction names, indexes past the field widths) get a table entry.
+
 A directory's entries come from three places: fixed children (``.hcsfs``), entries a provider lists on
 demand (``.pipelines/`` files, run output folders), and planes of a source (looked up by key).
 """
@@ -15,7 +19,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING
 
-from hcsfs.naming import PlaneKey
+from hcsfs.naming import PlaneKey, format_well, parse_well
 
 if TYPE_CHECKING:
     from hcsfs.sources.base import PlateSource
@@ -23,6 +27,32 @@ if TYPE_CHECKING:
 __all__ = ["NodeKind", "Node", "Entry", "InodeTable", "ROOT_INODE"]
 
 ROOT_INODE = 1
+
+_FOLDER_SHIFT = 58
+_MAX_PACKED_FOLDERS = (1 << (64 - _FOLDER_SHIFT)) - 1
+# bits per field of a packed plane key: row, column, site, channel, z, t (58 bits in all)
+_FIELDS = (("row", 10), ("column", 10), ("site", 10), ("channel", 8), ("z", 10), ("t", 10))
+
+
+def _pack(key: PlaneKey) -> int | None:
+    """The key as a 58-bit number, or None when a field does not fit (or is a reduction name)."""
+    row, column = parse_well(key.well)
+    values = (row, column, key.site, key.channel, key.z, key.t)
+    packed = 0
+    for value, (_, bits) in zip(values, _FIELDS, strict=True):
+        if not isinstance(value, int) or value >= 1 << bits:
+            return None
+        packed = (packed << bits) | value
+    return packed
+
+
+def _unpack(packed: int) -> PlaneKey:
+    values = []
+    for _, bits in reversed(_FIELDS):
+        values.append(packed & ((1 << bits) - 1))
+        packed >>= bits
+    t, z, channel, site, column, row = values
+    return PlaneKey(format_well(row, column), site, channel, z, t)
 
 
 class NodeKind(Enum):
@@ -76,6 +106,10 @@ class InodeTable:
         self._nodes: dict[int, Node] = {ROOT_INODE: root}
         self._named: dict[tuple[int, str], int] = {}
         self._planes: dict[int, dict[PlaneKey, int]] = {}
+        """Plane inodes handed out per folder, except the root's (whose planes never change)."""
+        self._unpacked: dict[tuple[int, PlaneKey], int] = {}
+        self._folder_ids: dict[int, int] = {}  # folder inode -> its number in packed plane inodes
+        self._folders: list[int] = [0]
         self._next = ROOT_INODE + 1
         self._lock = threading.Lock()
 
@@ -110,7 +144,7 @@ class InodeTable:
         with self._lock:
             inode = self._named.get((parent, name))
             if inode is None:
-                children = {} if entry.kind is NodeKind.DIRECTORY else None
+                children: dict[str, int] | None = {} if entry.kind is NodeKind.DIRECTORY else None
                 node = self._new(parent, name, entry.kind, content=entry.content,
                                  dynamic=entry.dynamic, children=children, **fields)
                 self._named[(parent, name)] = node.inode
@@ -125,20 +159,31 @@ class InodeTable:
         return None if inode is None else self._nodes[inode]
 
     def plane(self, parent: int, key: PlaneKey) -> Node:
-        """The node of plane ``key`` in directory ``parent``, created on first sight."""
+        """The node of plane ``key`` in directory ``parent`` (same inode every time)."""
         with self._lock:
-            planes = self._planes.setdefault(parent, {})
-            inode = planes.get(key)
-            if inode is not None:
-                return self._nodes[inode]
-            node = self._new(parent, key.name, NodeKind.PLANE, key=key)
-            planes[key] = node.inode
-            return node
+            folder = self._folder_ids.get(parent)
+            if folder is None and len(self._folders) <= _MAX_PACKED_FOLDERS:
+                folder = self._folder_ids[parent] = len(self._folders)
+                self._folders.append(parent)
+            packed = None if folder is None else _pack(key)
+            if packed is not None:
+                assert folder is not None
+                inode = (folder << _FOLDER_SHIFT) | packed
+            else:
+                inode = self._unpacked.get((parent, key)) or self._next
+                if inode == self._next:
+                    self._next += 1
+                    self._unpacked[(parent, key)] = inode
+                    self._nodes[inode] = Node(inode, parent, key.name, NodeKind.PLANE, key=key)
+            if parent != ROOT_INODE:
+                self._planes.setdefault(parent, {})[key] = inode
+        return self._nodes.get(inode) or Node(inode, parent, key.name, NodeKind.PLANE, key=key)
 
     def planes_of(self, parent: int) -> list[Node]:
-        """Plane nodes handed out under ``parent`` (to invalidate them when their source changes)."""
+        """Plane nodes handed out under ``parent`` (not the root: its planes never change)."""
         with self._lock:
-            return [self._nodes[i] for i in self._planes.get(parent, {}).values()]
+            keys = list(self._planes.get(parent, {}).items())
+        return [self.plane(parent, key) for key, _ in keys]
 
     def child(self, parent: int, name: str) -> Node | None:
         """A fixed child of ``parent``, or None."""
@@ -152,10 +197,21 @@ class InodeTable:
         return [self._nodes[i] for i in children.values()]
 
     def __getitem__(self, inode: int) -> Node:
-        return self._nodes[inode]
+        node = self.get(inode)
+        if node is None:
+            raise KeyError(inode)
+        return node
 
     def get(self, inode: int) -> Node | None:
-        return self._nodes.get(inode)
+        node = self._nodes.get(inode)
+        if node is not None or inode >> _FOLDER_SHIFT == 0:
+            return node
+        folder = inode >> _FOLDER_SHIFT
+        if folder >= len(self._folders):
+            return None
+        key = _unpack(inode & ((1 << _FOLDER_SHIFT) - 1))
+        return Node(inode, self._folders[folder], key.name, NodeKind.PLANE, key=key)
 
     def __len__(self) -> int:
+        """Nodes held in the table (packed planes are not held)."""
         return len(self._nodes)
