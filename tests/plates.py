@@ -12,7 +12,7 @@ import tifffile
 
 from hcsfs import MemoryPlate, PlaneKey
 
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
+SAMPLES = (Path(__file__).resolve().parents[2] / "shared" / "samples").resolve()
 
 
 def synthetic_plane(key: PlaneKey, shape: tuple[int, int], dtype: str, seed: int = 0) -> np.ndarray:

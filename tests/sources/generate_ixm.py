@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
-SAMPLES = Path(os.environ.get("HCSFS_SAMPLES", Path(__file__).resolve().parents[3] / "shared" / "samples"))
+SAMPLES = Path(os.environ.get("HCSFS_SAMPLES", Path(__file__).resolve().parents[3] / "shared" / "samples")).resolve()
 LISTING = SAMPLES / "imagexpress_listing" / "images.txt"
 
 _SHAPE = (8, 8)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from pathlib import Path
 
 import pytest
@@ -28,5 +30,7 @@ def plate() -> MemoryPlate:
 @pytest.fixture(scope="session")
 def samples() -> Path:
     if not (SAMPLES / "omezarr_v04_plate_meta").is_dir():
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(f"OME-Zarr samples not found under {SAMPLES}")
         pytest.skip(f"OME-Zarr samples not found under {SAMPLES}")
     return SAMPLES
