@@ -122,6 +122,19 @@ def mount(ctx: click.Context, source: Path, mountpoint: Path, foreground: bool, 
 
 
 @main.command()
+@click.option("--frameworks", is_flag=True,
+              help="Also import each installed framework in a child process and list its devices (slow).")
+def doctor(frameworks: bool) -> None:
+    """Check FUSE, stale mounts, optional frameworks and GPUs; say how to fix each problem."""
+    from hcsfs.doctor import exit_status, format_checks, run_checks
+
+    checks = run_checks(frameworks=frameworks)
+    for line in format_checks(checks):
+        click.echo(line)
+    sys.exit(exit_status(checks))
+
+
+@main.command()
 @click.argument("mountpoint", type=click.Path(path_type=Path))
 def unmount(mountpoint: Path) -> None:
     """Unmount MOUNTPOINT, also a stale mount left by a killed daemon."""

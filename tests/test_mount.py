@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import io
 import json
 import os
 import random
@@ -94,8 +95,8 @@ def test_cp_rsync_and_find(plate: MemoryPlate, mnt: Path, tmp_path: Path) -> Non
     rsynced = tmp_path / "rsynced"
     first = subprocess.run(["rsync", "-a", "--stats", f"{mnt}/", f"{rsynced}/"],
                            capture_output=True, text=True, check=True)
-    # the planes, .hcsfs/plate.json and .pipelines/README
-    assert f"Number of regular files transferred: {len(plate) + 2}" in first.stdout
+    # the planes, .hcsfs/plate.json, 4 overview pictures and .pipelines/README
+    assert f"Number of regular files transferred: {len(plate) + 6}" in first.stdout
     second = subprocess.run(["rsync", "-a", "--stats", f"{mnt}/", f"{rsynced}/"],
                             capture_output=True, text=True, check=True)
     assert "Number of regular files transferred: 0" in second.stdout
@@ -105,7 +106,9 @@ def test_cp_rsync_and_find(plate: MemoryPlate, mnt: Path, tmp_path: Path) -> Non
                            check=True).stdout.split()
     assert sorted(found) == sorted([str(mnt / k.name) for k in plate.keys()]
                                    + [str(mnt / ".hcsfs" / "plate.json"),
-                                      str(mnt / ".pipelines" / "README")])
+                                      str(mnt / ".pipelines" / "README")]
+                                   + [str(mnt / ".hcsfs" / "overview" / f"w{c}.{e}")
+                                      for c in (1, 2) for e in ("tif", "png")])
 
 
 _READER = """
@@ -276,3 +279,20 @@ def test_no_xattrs_option(plate: MemoryPlate, mountpoint: Path) -> None:
             os.getxattr(path, "user.hcs.well")
         assert caught.value.errno in (errno.EOPNOTSUPP, errno.ENOSYS)
         assert path.read_bytes() == _expected_bytes(plate, PlaneKey("A01"))
+
+
+def test_overview_pictures(plate: MemoryPlate, mnt: Path) -> None:
+    folder = mnt / ".hcsfs" / "overview"
+    assert sorted(os.listdir(folder)) == ["w1.png", "w1.tif", "w2.png", "w2.tif"]
+    announced = (folder / "w1.tif").stat().st_size  # known from the geometry, before rendering
+    data = (folder / "w1.tif").read_bytes()
+    assert len(data) == announced
+    with tifffile.TiffFile(io.BytesIO(data)) as tif:
+        montage = tif.asarray()
+        assert montage.dtype == np.uint8 and montage.ndim == 2
+        assert tif.imagej_metadata["unit"] == "micron"
+    done = subprocess.run(["tiffinfo", "-D", str(folder / "w1.tif")], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stderr == ""
+    with Image.open(folder / "w2.png") as png:
+        assert png.size == (montage.shape[1], montage.shape[0])
+    assert (folder / "w2.png").stat().st_size == len((folder / "w2.png").read_bytes())

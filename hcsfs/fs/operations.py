@@ -27,9 +27,10 @@ import trio
 from hcsfs.cache import ByteLRU
 from hcsfs.errors import NotAPlaneError, PlaneNameError, PlaneNotFoundError, PlaneReadError
 from hcsfs.fs.attributes import AttributePolicy
-from hcsfs.fs.errno_map import fuse_errors
 from hcsfs.fs.control import ControlArea, SpecFile
+from hcsfs.fs.errno_map import fuse_errors
 from hcsfs.fs.invalidate import Invalidator
+from hcsfs.fs.overview_files import OverviewFiles
 from hcsfs.fs.tree import ROOT_INODE, Entry, InodeTable, Node, NodeKind
 from hcsfs.fs.writes import WritableOperations
 from hcsfs.naming import PlaneKey, parse_name
@@ -111,6 +112,8 @@ class PlateOperations(WritableOperations):
         root.planes = lambda: self.source
         meta = self.tree.add_directory(ROOT_INODE, ".hcsfs")
         self.tree.add_file(meta.inode, "plate.json", self._render_plate_json)
+        overview = self.tree.add_directory(meta.inode, "overview")
+        overview.entries = OverviewFiles(source).entries
         self.invalidator: Invalidator | None = None
         self.control: ControlArea | None = None
         if manager is not None:
@@ -182,8 +185,9 @@ class PlateOperations(WritableOperations):
             return self.policy.directory(node.inode, subdirs, writable=node.writable)
         if node.kind is not NodeKind.PLANE:
             assert node.content is not None
-            content = await self._blocking(node.content)
-            return self.policy.file(node.inode, len(content), None, immutable=not node.dynamic,
+            content = node.content
+            size = await self._blocking(node.size or (lambda: len(content())))
+            return self.policy.file(node.inode, size, None, immutable=not node.dynamic,
                                     writable=node.writable)
         assert node.key is not None
         info = await self._info(self._source_of(self._node(node.parent)), node.key)

@@ -72,6 +72,8 @@ class Entry:
     content: Callable[[], bytes] | None = None
     dynamic: bool = False
     """Changes while mounted: short cache timeouts, read without the page cache."""
+    size: Callable[[], int] | None = None
+    """The content's size without producing it (else ``len(content())``)."""
 
 
 @dataclass(slots=True)
@@ -85,6 +87,7 @@ class Node:
     key: PlaneKey | None = None
     content: Callable[[], bytes] | None = None
     dynamic: bool = False
+    size: Callable[[], int] | None = None
     children: dict[str, int] | None = None
     """Fixed children of a directory; None for files."""
     entries: Callable[[], dict[str, Entry]] | None = None
@@ -146,11 +149,12 @@ class InodeTable:
             if inode is None:
                 children: dict[str, int] | None = {} if entry.kind is NodeKind.DIRECTORY else None
                 node = self._new(parent, name, entry.kind, content=entry.content,
-                                 dynamic=entry.dynamic, children=children, **fields)
+                                 dynamic=entry.dynamic, size=entry.size, children=children, **fields)
                 self._named[(parent, name)] = node.inode
                 return node
             node = self._nodes[inode]
             node.kind, node.content, node.dynamic = entry.kind, entry.content, entry.dynamic
+            node.size = entry.size
             return node
 
     def known_entry(self, parent: int, name: str) -> Node | None:

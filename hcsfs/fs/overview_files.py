@@ -1,0 +1,84 @@
+"""``/.hcsfs/overview/w<channel>.tif`` and ``.png``: whole-plate montages, rendered on first read.
+
+The TIFF's size comes from the montage's fixed geometry, so ``ls -l`` shows it without rendering
+anything; a PNG's size is only known once encoded, so the first ``stat`` of a PNG renders it (in a
+worker thread). Renders are kept once made (single flight: concurrent readers render once).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING
+
+from hcsfs.cache import ByteLRU
+from hcsfs.fs.tree import Entry, NodeKind
+from hcsfs.tiff import encode_tiff, plan_tiff
+
+if TYPE_CHECKING:
+    from hcsfs.overview import OverviewGeometry
+    from hcsfs.sources.base import PlateSource
+
+__all__ = ["OverviewFiles"]
+
+_KEEP_BYTES = 256 << 20
+
+
+class OverviewFiles:
+    """The entries of ``.hcsfs/overview/`` for one plate."""
+
+    def __init__(self, source: PlateSource) -> None:
+        self.source = source
+        self._geometry: OverviewGeometry | None = None
+        self._lock = threading.Lock()
+        self._rendered: ByteLRU[tuple[str, int | str], bytes] = ByteLRU(_KEEP_BYTES, len)
+
+    def geometry(self) -> OverviewGeometry:
+        from hcsfs.overview import overview_geometry
+
+        with self._lock:
+            if self._geometry is None:
+                self._geometry = overview_geometry(self.source)
+            return self._geometry
+
+    def entries(self) -> dict[str, Entry]:
+        geometry = self.geometry()
+        entries = {}
+        for channel in geometry.channels:
+            entries[f"w{channel}.tif"] = Entry(
+                NodeKind.FILE, lambda c=channel: self.tiff(c), size=lambda: self.tiff_size())
+            entries[f"w{channel}.png"] = Entry(NodeKind.FILE, lambda c=channel: self.png(c))
+        return entries
+
+    def tiff_size(self) -> int:
+        geometry = self.geometry()
+        return plan_tiff(geometry.shape, geometry.dtype, geometry.pixel_size_um).size
+
+    def _montage(self, channel: int | str) -> bytes:
+        from hcsfs.overview import render_overview
+
+        geometry = self.geometry()
+        return render_overview(self.source, channel, geometry).tobytes()
+
+    def tiff(self, channel: int | str) -> bytes:
+        import numpy as np
+
+        geometry = self.geometry()
+
+        def encode() -> bytes:
+            montage = np.frombuffer(self._montage(channel), geometry.dtype).reshape(geometry.shape)
+            return encode_tiff(montage, geometry.pixel_size_um)
+
+        return self._rendered.get_or_load(("tif", channel), encode)
+
+    def png(self, channel: int | str) -> bytes:
+        import numpy as np
+
+        from hcsfs.overview import overview_png
+
+        geometry = self.geometry()
+
+        def encode() -> bytes:
+            montage = np.frombuffer(self._montage(channel), geometry.dtype).reshape(geometry.shape)
+            return overview_png(montage)
+
+        return self._rendered.get_or_load(("png", channel), encode)
