@@ -60,7 +60,11 @@ def main(argv: list[str]) -> int:
               "Each ratio compares hcsfs with a baseline measured in the same run; the goal says "
               "which way is better.\n\n")
     if not argv:  # a partial run does not overwrite the full report
-        (ROOT / "docs" / "benchmarks.md").write_text(header + table + "\n")
+        from benchmarks.plot import plot_ratios
+
+        plot_ratios(rows, ROOT / "docs" / "benchmarks.png")
+        (ROOT / "docs" / "benchmarks.md").write_text(
+            header + "![ratios against their goals](benchmarks.png)\n\n" + table + "\n")
     if failed:
         print(f"benchmarks that failed: {', '.join(failed)}", file=sys.stderr)
         return 1
