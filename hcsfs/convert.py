@@ -10,6 +10,7 @@ with a warning.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -22,8 +23,9 @@ from typing import TYPE_CHECKING, Any
 
 from hcsfs.errors import HcsfsError, OutputExistsError
 from hcsfs.naming import PlaneKey
-from hcsfs.sinks.zarr import OmeZarrPlateWriter, ZarrWriteOptions
+from hcsfs.sinks.zarr import OmeZarrPlateWriter, ZarrWriteOptions, zarr_location
 from hcsfs.sources import open_plate
+from hcsfs.sources.omezarr.remote import S3_OPTION_NAMES, RemotePath, is_url
 
 if TYPE_CHECKING:
     from hcsfs.sources.base import PlateSource
@@ -31,6 +33,9 @@ if TYPE_CHECKING:
 __all__ = ["ConvertResult", "convert_plate"]
 
 log = logging.getLogger(__name__)
+
+DST_S3_OPTIONS = ("dst_anon", "dst_endpoint_url", "dst_region", "dst_profile", "dst_retries", "dst_timeout")
+"""Options for an ``s3://`` destination, named like the source's S3 options with ``dst_`` first."""
 
 Progress = Callable[[int, int], None]
 """Called as ``progress(planes_done, planes_total)`` after each plane."""
@@ -147,6 +152,13 @@ def convert_plate(
     """
     options = ZarrWriteOptions(ngff=ngff, chunks=chunks, shard=shard,  # type: ignore[arg-type]
                                compressor=compressor, level=level)
+    if is_url(dst) or isinstance(dst, RemotePath):
+        dst_options = {k[4:]: open_options.pop(k) for k in DST_S3_OPTIONS if k in open_options}
+        if not any(v is not None for v in dst_options.values()):  # default: the source's S3 options
+            dst_options = {k: open_options[k] for k in S3_OPTION_NAMES if k in open_options}
+        target = zarr_location(dst, **dst_options)
+        return _convert_to_remote(src, target, options, overwrite=overwrite,  # type: ignore[arg-type]
+                                  progress=progress, threads=threads, **open_options)
     dst = Path(dst).absolute()
     if dst.exists() and not overwrite:
         raise OutputExistsError(f"{dst} exists; pass overwrite to replace it")
@@ -170,6 +182,48 @@ def convert_plate(
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
+    finally:
+        if source is not src:
+            source.close()
+    result.planes = total
+    result.fields = len(fields)
+    result.wells = len({f.well for f in fields})
+    return result
+
+
+def _convert_to_remote(src: str | os.PathLike[str] | PlateSource, dst: RemotePath,
+                       options: ZarrWriteOptions, *, overwrite: bool, progress: Progress | None,
+                       threads: int, **open_options: Any) -> ConvertResult:
+    """Object storage has no rename: the store is written in place and its plate document, written
+    last, is what makes it a plate (until then no reader detects one). An existing plate is refused
+    unless ``overwrite``; then its plate document goes first (it stops looking finished), then the
+    rest of it, and the new store is written."""
+    root_doc = dst / ("zarr.json" if options.zarr_format == 3 else ".zattrs")
+    existing = root_doc.is_file() or (dst / ".zgroup").is_file() or (dst / "zarr.json").is_file()
+    if existing and not overwrite:
+        raise OutputExistsError(f"{dst} exists; pass overwrite to replace it")
+    source = open_plate(src, **open_options)
+    try:
+        result = ConvertResult(dst)  # type: ignore[arg-type]
+        fields = _group_fields(list(source.keys()), result.skipped)
+        if not fields:
+            raise HcsfsError(f"{src}: no planes to convert")
+        if existing:
+            for name in ("zarr.json", ".zattrs", ".zgroup"):
+                (dst / name).unlink(missing_ok=True)
+            dst.delete_tree()
+        name = Path(source.describe().source).name or dst.name
+        writer = OmeZarrPlateWriter(dst, options, name=name)
+        total = sum(len(f.keys) for f in fields)
+        converter = _Converter(source, writer, total, progress)
+        try:
+            with ThreadPoolExecutor(max(1, threads), thread_name_prefix="hcsfs-convert") as pool:
+                list(pool.map(converter.field, fields))
+            writer.finish(acquisition_name=f"hcsfs convert from {source.format_name}")
+        except BaseException:
+            with contextlib.suppress(Exception):
+                dst.delete_tree()  # what was written has no plate document: remove it
+            raise
     finally:
         if source is not src:
             source.close()

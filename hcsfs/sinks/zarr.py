@@ -18,13 +18,16 @@ import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from hcsfs.naming import parse_well, row_letters
 
-__all__ = ["COMPRESSORS", "FieldArray", "OmeZarrPlateWriter", "ZarrWriteOptions"]
+if TYPE_CHECKING:
+    from hcsfs.sources.omezarr.meta import Node
+
+__all__ = ["COMPRESSORS", "FieldArray", "OmeZarrPlateWriter", "ZarrWriteOptions", "zarr_location"]
 
 COMPRESSORS = ("zstd", "lz4", "blosclz4", "none")
 AXES = ("t", "c", "z", "y", "x")
@@ -95,9 +98,29 @@ class ZarrWriteOptions:
         return numcodecs.LZ4(acceleration=1 if level is None else max(1, level))
 
 
-def _write_json(path: Path, doc: Mapping[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+def _write_json(path: Node, doc: Mapping[str, Any]) -> None:
+    if isinstance(path, Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(doc, indent=2))
+
+
+def zarr_location(path: str | os.PathLike[str] | Node, **s3_options: Any) -> Node:
+    """A local folder, or the :class:`~hcsfs.sources.omezarr.remote.RemotePath` of an ``s3://`` URL."""
+    from hcsfs.sources.omezarr.remote import RemotePath, S3Options, is_url, remote_path
+
+    if isinstance(path, RemotePath):
+        return path
+    if is_url(path):
+        return remote_path(str(path), S3Options.pop_from(s3_options))
+    if any(v is not None for v in s3_options.values()):
+        raise ValueError(f"{', '.join(s3_options)}: options for s3:// URLs only")
+    return Path(path)  # type: ignore[arg-type]
+
+
+def _array_store(node: Node) -> Any:
+    from zarr.storage import LocalStore
+
+    return LocalStore(node) if isinstance(node, Path) else node.zarr_store()
 
 
 def _axes(pixel_size_um: float | None) -> list[dict[str, str]]:
@@ -153,14 +176,22 @@ class FieldArray:
 class OmeZarrPlateWriter:
     """Builds a plate under ``path`` (which must not exist yet); :meth:`finish` writes its metadata."""
 
-    def __init__(self, path: str | os.PathLike[str], options: ZarrWriteOptions | None = None, *,
-                 name: str = "") -> None:
-        self.path = Path(path)
+    def __init__(self, path: str | os.PathLike[str] | Node, options: ZarrWriteOptions | None = None, *,
+                 name: str = "", shared: bool = False) -> None:
+        """``path``: a folder or an ``s3://`` location. ``shared``: several writers (Dask workers) fill
+        one plate: the folder may exist and a field image another writer created is opened, not an
+        error (field documents and array metadata are deterministic, so concurrent creation writes
+        the same bytes)."""
+        self.path: Node = zarr_location(path)
         self.options = options or ZarrWriteOptions()
         self.name = name or self.path.name
+        self.shared = shared
         self._fields: dict[str, dict[int, Any]] = {}
         self._lock = threading.Lock()
-        self.path.mkdir(parents=True, exist_ok=False)
+        if isinstance(self.path, Path):
+            self.path.mkdir(parents=True, exist_ok=shared)
+        elif not shared and (self.path / ("zarr.json" if self._v3 else ".zattrs")).is_file():
+            raise FileExistsError(f"{self.path} already holds a zarr group")
 
     @property
     def _v3(self) -> bool:
@@ -171,7 +202,7 @@ class OmeZarrPlateWriter:
         row, column = parse_well(well)
         return f"{row_letters(row)}/{column}"
 
-    def _group(self, node: Path, ome: dict[str, Any]) -> None:
+    def _group(self, node: Node, ome: dict[str, Any]) -> None:
         if self._v3:
             _write_json(node / "zarr.json", {
                 "zarr_format": 3, "node_type": "group",
@@ -188,7 +219,6 @@ class OmeZarrPlateWriter:
     ) -> FieldArray:
         """Create field image ``site`` (1-based) of ``well`` and its level-0 array."""
         import zarr
-        from zarr.storage import LocalStore
 
         dtype = np.dtype(dtype)
         if len(shape) != 5:
@@ -217,12 +247,21 @@ class OmeZarrPlateWriter:
             kwargs["shards"] = opts.shard_shape(shape)
         else:
             kwargs["chunk_key_encoding"] = {"name": "v2", "separator": "/"}
-        array = zarr.create_array(
-            store=LocalStore(node / "0"), shape=shape, chunks=chunks, dtype=dtype,
-            compressors=opts.compressors(dtype), fill_value=0,
-            zarr_format=opts.zarr_format,  # type: ignore[arg-type]
-            write_data=True, **kwargs,
-        )
+        try:
+            array = zarr.create_array(
+                store=_array_store(node / "0"), shape=shape, chunks=chunks, dtype=dtype,
+                compressors=opts.compressors(dtype), fill_value=0,
+                zarr_format=opts.zarr_format,  # type: ignore[arg-type]
+                write_data=True, **kwargs,
+            )
+        except zarr.errors.ContainsArrayError:
+            if not self.shared:
+                raise
+            array = zarr.open_array(_array_store(node / "0"), mode="r+",
+                                    zarr_format=opts.zarr_format)  # type: ignore[arg-type]
+            if tuple(array.shape) != tuple(shape) or np.dtype(array.dtype) != dtype:
+                raise ValueError(f"{node / '0'}: another writer made it {array.shape} {array.dtype}, "
+                                 f"not {shape} {dtype}") from None
         with self._lock:
             self._fields.setdefault(well, {})[site] = image_path
         return FieldArray(array, opts)
@@ -233,6 +272,11 @@ class OmeZarrPlateWriter:
         field = self.create_field(well, site, data.shape, data.dtype,  # type: ignore[arg-type]
                                   channel_names=channel_names, pixel_size_um=pixel_size_um)
         field._array[...] = data
+
+    def add_field(self, well: str, site: int) -> None:
+        """Record a field image another writer created (it gets listed by :meth:`finish`)."""
+        with self._lock:
+            self._fields.setdefault(well, {})[site] = f"{self.well_path(well)}/{site - 1}"
 
     def finish(self, *, acquisition_name: str = "hcsfs convert") -> None:
         """Write the well, row and plate documents, once."""

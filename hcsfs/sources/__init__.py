@@ -18,6 +18,8 @@ from hcsfs.errors import PlateFormatError
 from hcsfs.sources.base import PlaneInfo, PlateDescription, PlateSource, plate_summary
 from hcsfs.sources.memory import MemoryPlate
 
+REMOTE_SCHEMES = ("s3://",)
+
 __all__ = [
     "FORMATS",
     "MemoryPlate",
@@ -115,6 +117,14 @@ def open_plate(
     """
     if isinstance(source, PlateSource):
         return source
+    if isinstance(source, str) and source.startswith(REMOTE_SCHEMES):
+        # Object storage: no local checks; only OME-Zarr plates live there (docs/s3.md).
+        fmt = _format_by_name(format or "ome-zarr")
+        if fmt.name != "ome-zarr":
+            raise PlateFormatError(f"{source}: only OME-Zarr plates can be read from object storage")
+        if cache_bytes is not None:
+            options["cache_bytes"] = cache_bytes
+        return fmt.open(source, **options)  # type: ignore[arg-type]
     path = Path(source)
     if not path.exists():
         raise PlateFormatError(f"{path}: no such file or folder")

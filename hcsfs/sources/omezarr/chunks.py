@@ -16,8 +16,8 @@ import itertools
 import logging
 import threading
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -27,7 +27,8 @@ from hcsfs.errors import PlaneReadError
 
 if TYPE_CHECKING:
     from hcsfs.sources.omezarr.backends import ZarrArray, ZarrImpl
-    from hcsfs.sources.omezarr.meta import ArrayMeta
+    from hcsfs.sources.omezarr.diskcache import DiskChunkCache
+    from hcsfs.sources.omezarr.meta import ArrayMeta, Node
 
 __all__ = ["ChunkReader", "PlaneRef"]
 
@@ -38,7 +39,7 @@ log = logging.getLogger(__name__)
 class PlaneRef:
     """Where a plane lives: an array, and an index on every axis but y and x (``None`` there)."""
 
-    array_path: Path
+    array_path: Node
     meta: ArrayMeta
     index: tuple[int | None, ...]
     name: str  # the plane's flat name, for messages
@@ -47,14 +48,19 @@ class PlaneRef:
 class ChunkReader:
     """Reads planes through one zarr implementation and a cache of decoded chunks."""
 
-    def __init__(self, impl: ZarrImpl, cache_bytes: int, *, max_open_arrays: int = 1024) -> None:
+    def __init__(self, impl: ZarrImpl, cache_bytes: int, *, max_open_arrays: int = 1024,
+                 disk_cache: DiskChunkCache | None = None, concurrency: int = 8) -> None:
         self.impl = impl
-        self._cache: ByteLRU[tuple[Path, tuple[int, ...]], np.ndarray] = ByteLRU(
+        self._cache: ByteLRU[tuple[Node, tuple[int, ...]], np.ndarray] = ByteLRU(
             cache_bytes, lambda a: a.nbytes
         )
-        self._arrays: OrderedDict[Path, ZarrArray] = OrderedDict()
+        self._arrays: OrderedDict[Node, ZarrArray] = OrderedDict()
         self._arrays_lock = threading.Lock()
         self._max_open = max_open_arrays
+        self.disk_cache = disk_cache
+        # A plane made of several chunks fetches them at once (on object storage each is a request).
+        self._concurrency = max(1, concurrency)
+        self._pool: ThreadPoolExecutor | None = None
 
     def statistics(self) -> CacheStatistics:
         return self._cache.statistics()
@@ -66,7 +72,7 @@ class ChunkReader:
                 self._arrays.move_to_end(ref.array_path)
                 return array
         try:
-            array = self.impl.open_array(ref.array_path, ref.meta.zarr_format)
+            array = self.impl.open_array(ref.array_path, ref.meta.zarr_format, ref.meta.document or None)
         except Exception as exc:  # any implementation's metadata error: this plane only
             log.error("%s: cannot open array %s: %s", ref.name, ref.array_path, exc)
             raise PlaneReadError(f"{ref.name}: cannot open array {ref.array_path}: {exc}") from exc
@@ -81,6 +87,12 @@ class ChunkReader:
         region = tuple(
             slice(c * r, min((c + 1) * r, s)) for c, r, s in zip(coords, meta.read_chunk, meta.shape)
         )
+        disk_key = f"{ref.array_path}|{','.join(map(str, coords))}"
+        if self.disk_cache is not None:
+            cached = self.disk_cache.get(disk_key)
+            if cached is not None and cached.shape == tuple(r.stop - r.start for r in region):
+                cached.setflags(write=False)
+                return cached
         array = self._array(ref)
         try:
             data = array.read(region)
@@ -88,8 +100,26 @@ class ChunkReader:
             chunk = ref.array_path / meta.chunk_key(coords)
             log.error("%s: chunk %s could not be read: %s", ref.name, chunk, exc)
             raise PlaneReadError(f"{ref.name}: chunk {chunk} could not be read: {exc}") from exc
+        if self.disk_cache is not None:
+            self.disk_cache.put(disk_key, data)
         data.setflags(write=False)
         return data
+
+    def _fetch_all(self, ref: PlaneRef, chunks: list[tuple[int, ...]]) -> list[np.ndarray]:
+        """The chunks of one plane, fetched concurrently when more than one is not cached yet."""
+        if len(chunks) == 1 or self._concurrency == 1:
+            return [self._cached(ref, c) for c in chunks]
+        with self._arrays_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self._concurrency, thread_name_prefix="hcsfs-zarr-chunk")
+            pool = self._pool
+        return list(pool.map(lambda c: self._cached(ref, c), chunks))
+
+    def close(self) -> None:
+        with self._arrays_lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False)
 
     def read_plane(self, ref: PlaneRef) -> np.ndarray:
         """The 2-D plane (read-only; possibly a view into a cached chunk)."""
@@ -110,8 +140,8 @@ class ChunkReader:
             block = self._cached(ref, chunks[0])
             return block[within]
         out = np.empty((meta.shape[y], meta.shape[x]), dtype=meta.dtype)
-        for coords in chunks:
-            block = self._cached(ref, coords)[within]
+        for coords, chunk in zip(chunks, self._fetch_all(ref, chunks), strict=True):
+            block = chunk[within]
             y0, x0 = coords[y] * meta.read_chunk[y], coords[x] * meta.read_chunk[x]
             out[y0 : y0 + block.shape[0], x0 : x0 + block.shape[1]] = block
         out.setflags(write=False)

@@ -14,12 +14,18 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 
 from hcsfs.errors import PlateCollisionError, PlateFormatError
 from hcsfs.naming import format_well, row_index, row_letters
+
+if TYPE_CHECKING:
+    from hcsfs.sources.omezarr.remote import RemotePath
+
+Node = Union[Path, "RemotePath"]
+"""A folder of the store: a local path, or a key on object storage (same interface)."""
 
 __all__ = [
     "ArrayMeta",
@@ -43,25 +49,40 @@ _ROW_RE = re.compile(r"[A-Za-z]{1,2}")
 FILENAME_MAP_ATTRS = ("openhcs_filename_map", "polystore_filename_map")
 
 
-def _load_json(path: Path) -> dict[str, Any]:
-    try:
+def _read(path: Node) -> bytes:
+    if isinstance(path, Path):
         with open(path, "rb") as handle:
-            doc = json.load(handle)
+            return handle.read()
+    return path.read_bytes()
+
+
+def _load_json(path: Node) -> dict[str, Any]:
+    """One JSON document. ``FileNotFoundError`` passes through (a missing node); a broken document is
+    a :class:`PlateFormatError`; any other ``OSError`` (a network failure on object storage) passes
+    through too, so the caller can treat it as transient rather than as a broken well."""
+    try:
+        raw = _read(path)
     except FileNotFoundError:
         raise
-    except (OSError, ValueError) as exc:
+    except OSError as exc:
+        if not isinstance(path, Path):  # object storage: a network failure, maybe transient
+            raise
+        raise PlateFormatError(f"{path}: unreadable JSON: {exc}") from exc
+    try:
+        doc = json.loads(raw)
+    except ValueError as exc:
         raise PlateFormatError(f"{path}: unreadable JSON: {exc}") from exc
     if not isinstance(doc, dict):
         raise PlateFormatError(f"{path}: expected a JSON object, got {type(doc).__name__}")
     return doc
 
 
-def metadata_file(node: Path, zarr_format: int) -> Path:
+def metadata_file(node: Node, zarr_format: int) -> Node:
     """The file holding a group's attributes (``zarr.json`` or ``.zattrs``)."""
     return node / ("zarr.json" if zarr_format == 3 else ".zattrs")
 
 
-def read_attrs(node: Path, zarr_format: int, *, expect: str = "group") -> dict[str, Any]:
+def read_attrs(node: Node, zarr_format: int, *, expect: str = "group") -> dict[str, Any]:
     """A group's attributes with the ``ome`` namespace (v0.5) merged over the top level.
 
     Raises ``FileNotFoundError`` when the node does not exist (the caller decides whether that is a
@@ -83,13 +104,12 @@ def read_attrs(node: Path, zarr_format: int, *, expect: str = "group") -> dict[s
     return {**attrs, **ome} if isinstance(ome, dict) else dict(attrs)
 
 
-def can_open(path: Path) -> bool:
+def can_open(path: Node) -> bool:
     """A folder whose root metadata mentions ``plate`` (a substring test: no JSON parse)."""
     for name in ("zarr.json", ".zattrs"):
         try:
-            with open(path / name, "rb") as handle:
-                if b'"plate"' in handle.read():
-                    return True
+            if b'"plate"' in _read(path / name):
+                return True
         except OSError:
             continue
     return False
@@ -144,7 +164,7 @@ def _well_name(entry: Any, rows: list[Any], columns: list[Any]) -> tuple[str, st
     return format_well(row_index(letters), _column_number(column_name, c, path)), path
 
 
-def read_plate_meta(root: Path) -> PlateMeta:
+def read_plate_meta(root: Node) -> PlateMeta:
     """Parse the plate's root metadata once (v0.5 ``zarr.json`` or v0.4 ``.zattrs``)."""
     zarr_format = 3 if (root / "zarr.json").is_file() else 2
     try:
@@ -187,7 +207,7 @@ class WellImage:
     acquisition: Any = None
 
 
-def read_well_images(node: Path, zarr_format: int) -> list[WellImage]:
+def read_well_images(node: Node, zarr_format: int) -> list[WellImage]:
     """The well's field images in the order it lists them."""
     attrs = read_attrs(node, zarr_format)
     well = attrs.get("well")
@@ -214,7 +234,7 @@ class ImageMeta:
     channel_names: tuple[str, ...] = ()
 
 
-def _axes(multiscale: dict[str, Any], where: Path) -> tuple[tuple[str, ...], list[str | None]]:
+def _axes(multiscale: dict[str, Any], where: Node) -> tuple[tuple[str, ...], list[str | None]]:
     raw = multiscale.get("axes")
     if raw is None:  # NGFF 0.1/0.2: always 5-D tczyx
         return ("t", "c", "z", "y", "x"), [None] * 5
@@ -259,7 +279,7 @@ def _pixel_size(
     return value if value > 0 and math.isfinite(value) else None
 
 
-def read_image_meta(node: Path, zarr_format: int) -> ImageMeta:
+def read_image_meta(node: Node, zarr_format: int) -> ImageMeta:
     """Parse a field image's ``multiscales`` (first multiscale, first dataset) and ``omero``."""
     attrs = read_attrs(node, zarr_format)
     where = metadata_file(node, zarr_format)
@@ -303,6 +323,8 @@ class ArrayMeta:
     separator: str
     key_prefix: str  # "c" for the v3 default encoding, "" for v2 keys
     attributes: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    document: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    """The v3 ``zarr.json`` as read, so an array on object storage opens without reading it again."""
 
     def chunk_key(self, read_chunk_coords: tuple[int, ...]) -> str:
         """The store key holding a read chunk (its shard's key for a sharded array)."""
@@ -312,7 +334,7 @@ class ArrayMeta:
         return self.separator.join(parts) if parts else "0"
 
 
-def _dtype(value: Any, where: Path) -> np.dtype:
+def _dtype(value: Any, where: Node) -> np.dtype:
     if not isinstance(value, str):
         raise PlateFormatError(f"{where}: unsupported data type {value!r}")
     try:
@@ -324,13 +346,13 @@ def _dtype(value: Any, where: Path) -> np.dtype:
     return dtype
 
 
-def _int_tuple(value: Any, ndim: int, what: str, where: Path) -> tuple[int, ...]:
+def _int_tuple(value: Any, ndim: int, what: str, where: Node) -> tuple[int, ...]:
     if not (isinstance(value, list) and len(value) == ndim and all(isinstance(v, int) for v in value)):
         raise PlateFormatError(f"{where}: {what} {value!r} is not {ndim} integers")
     return tuple(value)
 
 
-def _read_array_v3(node: Path) -> ArrayMeta:
+def _read_array_v3(node: Node) -> ArrayMeta:
     where = node / "zarr.json"
     doc = _load_json(where)
     if doc.get("node_type") != "array":
@@ -358,10 +380,10 @@ def _read_array_v3(node: Path) -> ArrayMeta:
     raw = doc.get("attributes")
     attributes: dict[str, Any] = raw if isinstance(raw, dict) else {}
     return ArrayMeta(3, shape_t, _dtype(doc.get("data_type"), where), chunk, read_chunk, separator,
-                     prefix, attributes)
+                     prefix, attributes, doc)
 
 
-def _read_array_v2(node: Path, with_attributes: bool) -> ArrayMeta:
+def _read_array_v2(node: Node, with_attributes: bool) -> ArrayMeta:
     where = node / ".zarray"
     doc = _load_json(where)
     if doc.get("zarr_format") != 2:
@@ -383,7 +405,7 @@ def _read_array_v2(node: Path, with_attributes: bool) -> ArrayMeta:
                      doc.get("dimension_separator") or ".", "", attributes)
 
 
-def read_array_meta(node: Path, zarr_format: int, *, with_attributes: bool = False) -> ArrayMeta:
+def read_array_meta(node: Node, zarr_format: int, *, with_attributes: bool = False) -> ArrayMeta:
     """Parse a level-0 array's metadata; v2 attributes (``.zattrs``) only when asked for."""
     meta = _read_array_v3(node) if zarr_format == 3 else _read_array_v2(node, with_attributes)
     if any(s < 0 for s in meta.shape) or any(c < 1 for c in meta.chunk + meta.read_chunk):

@@ -31,15 +31,17 @@ from typing import Any
 import numpy as np
 
 from hcsfs.cache import DEFAULT_CACHE_BYTES, parse_byte_size
-from hcsfs.errors import PlaneNotFoundError, PlateFormatError
+from hcsfs.errors import PlaneNotFoundError, PlaneReadError, PlateFormatError
 from hcsfs.naming import PlaneKey, parse_well
 from hcsfs.sources.base import PlaneInfo, PlateDescription
 from hcsfs.sources.omezarr.backends import ZarrImpl, get_zarr_impl
 from hcsfs.sources.omezarr.chunks import ChunkReader, PlaneRef
+from hcsfs.sources.omezarr.diskcache import DiskChunkCache
 from hcsfs.sources.omezarr.meta import (
     FILENAME_MAP_ATTRS,
     ArrayMeta,
     ImageMeta,
+    Node,
     PlateMeta,
     metadata_file,
     read_array_meta,
@@ -47,6 +49,7 @@ from hcsfs.sources.omezarr.meta import (
     read_plate_meta,
     read_well_images,
 )
+from hcsfs.sources.omezarr.remote import S3_OPTION_NAMES, RemotePath, S3Options, is_url, remote_path
 from hcsfs.tiff import TiffLayout, plan_tiff
 
 __all__ = ["OmeZarrPlateSource"]
@@ -60,7 +63,7 @@ _FIELD_AXES = ("field", "fov", "site", "position", "p")
 class _Site:
     """One site of a well: where its planes live and how to index them."""
 
-    array_path: Path
+    array_path: Node
     meta: ArrayMeta
     axes: tuple[str, ...]
     fixed: tuple[tuple[int, int], ...]  # (axis position, index) of axes that are not t/c/z/y/x
@@ -105,7 +108,7 @@ def _sizes(axes: tuple[str, ...], shape: tuple[int, ...]) -> tuple[int, int, int
     return size.get("t", 1), size.get("c", 1), size.get("z", 1)
 
 
-def _check_axes(axes: tuple[str, ...], meta: ArrayMeta, where: Path) -> list[int]:
+def _check_axes(axes: tuple[str, ...], meta: ArrayMeta, where: Node) -> list[int]:
     """Validate the level-0 axes; return the positions of field axes (OpenHCS)."""
     if len(axes) != len(meta.shape):
         raise PlateFormatError(f"{where}: {len(axes)} axes {axes} but the array is {len(meta.shape)}-D")
@@ -151,10 +154,32 @@ class OmeZarrPlateSource:
         acquisition: int | str | None = None,
         zarr_impl: str | ZarrImpl = "zarr-python",
         cache_bytes: int | str = DEFAULT_CACHE_BYTES // 4,
-        threads: int = 16,
+        threads: int | None = None,
+        disk_cache: str | os.PathLike[str] | None = None,
+        disk_cache_size: int | str = "10G",
+        **s3_options: Any,
     ) -> None:
-        self.root = Path(path).resolve()
-        self.plate: PlateMeta = read_plate_meta(self.root)
+        """``path``: a folder, or an ``s3://bucket/key`` URL (then ``s3_options`` are
+        :class:`~hcsfs.sources.omezarr.remote.S3Options`: anon, endpoint_url, region, profile, retries,
+        timeout). ``disk_cache``: a folder for decoded chunks, at most ``disk_cache_size`` bytes."""
+        self.root: Node
+        if isinstance(path, RemotePath) or is_url(path):
+            options = S3Options.pop_from(s3_options)
+            self.root = path if isinstance(path, RemotePath) else remote_path(str(path), options)
+        else:
+            self.root = Path(path).resolve()
+        if s3_options:
+            names = ", ".join(sorted(s3_options))
+            known = ", ".join(S3_OPTION_NAMES)
+            raise PlateFormatError(f"unknown option(s) {names} (object storage takes {known} with "
+                                   "s3:// URLs)")
+        self.remote = not isinstance(self.root, Path)
+        try:
+            self.plate: PlateMeta = read_plate_meta(self.root)
+        except OSError as exc:
+            if isinstance(exc, FileNotFoundError) or not self.remote:
+                raise
+            raise PlateFormatError(f"{self.root}: cannot read the plate: {exc}") from exc
         self.acquisition = acquisition
         if acquisition is not None and self.plate.acquisitions:
             ids = {str(a.get("id")) for a in self.plate.acquisitions}
@@ -162,8 +187,14 @@ class OmeZarrPlateSource:
                 raise PlateFormatError(
                     f"{self.root}: no acquisition {acquisition!r} (the plate has {sorted(ids)})"
                 )
-        self._mtime_ns = metadata_file(self.root, self.plate.zarr_format).stat().st_mtime_ns
-        self._threads = threads
+        root_doc = metadata_file(self.root, self.plate.zarr_format)
+        self._mtime_ns = root_doc.stat().st_mtime_ns if isinstance(root_doc, Path) else root_doc.mtime_ns()
+        # Well metadata is fetched concurrently for readdir; on object storage each file is a request.
+        self._threads = threads or (32 if self.remote else 16)
+        self._disk_cache = None
+        if disk_cache is not None:
+            self._disk_cache = DiskChunkCache(disk_cache, parse_byte_size(disk_cache_size),
+                                              namespace=f"{self.root}@{self._mtime_ns}")
         self._impl_spec = zarr_impl
         self._cache_bytes = parse_byte_size(cache_bytes)
         self._reader: ChunkReader | None = None
@@ -178,7 +209,9 @@ class OmeZarrPlateSource:
     def reader(self) -> ChunkReader:
         with self._lock:
             if self._reader is None:
-                self._reader = ChunkReader(get_zarr_impl(self._impl_spec), self._cache_bytes)
+                self._reader = ChunkReader(get_zarr_impl(self._impl_spec), self._cache_bytes,
+                                           disk_cache=self._disk_cache,
+                                           concurrency=16 if self.remote else 4)
             return self._reader
 
     def _well(self, name: str) -> _Well:
@@ -190,7 +223,13 @@ class OmeZarrPlateSource:
                 future = self._wells[name] = Future()
         assert future is not None
         if owner:
-            future.set_result(self._load_well(name))
+            try:
+                future.set_result(self._load_well(name))
+            except BaseException as exc:
+                # Transient (object storage unreachable): fail this request, let the next one retry.
+                with self._lock:
+                    self._wells.pop(name, None)
+                future.set_exception(exc)
         return future.result()
 
     def _load_well(self, name: str) -> _Well:
@@ -198,7 +237,7 @@ class OmeZarrPlateSource:
         try:
             sites = self._read_sites(name, node)
         except FileNotFoundError as exc:
-            if Path(exc.filename or "") == metadata_file(node, self.plate.zarr_format):
+            if str(exc.filename or "") == str(metadata_file(node, self.plate.zarr_format)):
                 # A sparse plate: listed, never written. Summarised by keys(), not one line per well.
                 log.debug("%s: well %s is listed by the plate but absent", self.root, name)
                 return _Well(error="listed by the plate but absent", missing=True)
@@ -207,9 +246,12 @@ class OmeZarrPlateSource:
         except (PlateFormatError, ValueError) as exc:
             log.warning("%s: well %s left out: %s", self.root, name, exc)
             return _Well(error=str(exc))
+        except OSError as exc:  # only object storage lets these through (meta._load_json)
+            log.error("%s: well %s metadata could not be read: %s", self.root, name, exc)
+            raise PlaneReadError(f"{self.root}: well {name} metadata could not be read: {exc}") from exc
         return _Well(tuple(sites))
 
-    def _read_sites(self, well: str, node: Path) -> list[_Site]:
+    def _read_sites(self, well: str, node: Node) -> list[_Site]:
         zarr_format = self.plate.zarr_format
         images = read_well_images(node, zarr_format)
         if self.acquisition is not None:
@@ -221,7 +263,7 @@ class OmeZarrPlateSource:
             sites.extend(self._image_sites(image_node, meta))
         return sites
 
-    def _image_sites(self, image_node: Path, image: ImageMeta) -> list[_Site]:
+    def _image_sites(self, image_node: Node, image: ImageMeta) -> list[_Site]:
         array_path = image_node / image.level0
         is_openhcs = any(a in _FIELD_AXES for a in image.axes)
         meta = read_array_meta(array_path, self.plate.zarr_format, with_attributes=is_openhcs)
@@ -345,7 +387,25 @@ class OmeZarrPlateSource:
     def cache_statistics(self) -> Any:
         return self.reader.statistics()
 
+    def open_arguments(self) -> tuple[str, dict[str, Any]]:
+        """``(location, options)`` that reopen this plate with :func:`hcsfs.open_plate` elsewhere
+        (Dask workers): a path or URL, and the options that matter there."""
+        options: dict[str, Any] = {"format": self.format_name}
+        if self.acquisition is not None:
+            options["acquisition"] = self.acquisition
+        if isinstance(self._impl_spec, str):
+            options["zarr_impl"] = self._impl_spec
+        if isinstance(self.root, RemotePath):
+            defaults = S3Options()
+            for name in S3_OPTION_NAMES:
+                value = getattr(self.root.options, name)
+                if value != getattr(defaults, name):
+                    options[name] = value
+        return str(self.root), options
+
     def close(self) -> None:
         """Drop cached chunks and open arrays; metadata stays (it is small)."""
         with self._lock:
-            self._reader = None
+            reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.close()
