@@ -30,6 +30,16 @@ class _Group(click.Group):
             sys.exit(1)
 
 
+def _selection(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> tuple[str, ...]:
+    from hcsfs.sources.views import parse_selection
+
+    try:
+        parse_selection(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    return value
+
+
 def _byte_size(ctx: click.Context, param: click.Parameter, value: str) -> int:
     try:
         return parse_byte_size(value)
@@ -68,6 +78,8 @@ def _source_options(options: dict[str, Any]) -> dict[str, Any]:
               help="Where pipeline outputs persist (default: per plate under ~/.local/share/hcsfs).")
 @click.option("--plugins", multiple=True, metavar="MODULE",
               help="Python module whose register(registry) adds pipeline functions (trusted code).")
+@click.option("--select", multiple=True, metavar="AXIS=VALUES,...", callback=_selection,
+              help="Show only these planes, e.g. channel=1,t=1-10 or well=A01-B12+C03.")
 @click.option("--strict", is_flag=True, default=None,
               help="A plane the index lists but storage lacks is an error.")
 @click.option("--site-order", type=click.Choice(["field", "raster"]),
@@ -78,8 +90,8 @@ def _source_options(options: dict[str, Any]) -> dict[str, Any]:
 @click.pass_context
 def mount(ctx: click.Context, source: Path, mountpoint: Path, foreground: bool, format_: str | None,
           cache_size: int, log_file: Path | None, allow_other: bool, xattrs: bool, pipelines: bool,
-          outputs: Path | None, plugins: tuple[str, ...], ready_fd: int | None,
-          **options: Any) -> None:
+          outputs: Path | None, plugins: tuple[str, ...], select: tuple[str, ...],
+          ready_fd: int | None, **options: Any) -> None:
     """Mount SOURCE (a plate folder or store) on MOUNTPOINT; returns once the mount answers."""
     from hcsfs.fs.daemon import report_failure, report_ready, start_daemon
     from hcsfs.fs.mount import MountOptions, MountSession, check_mountpoint
@@ -103,6 +115,8 @@ def mount(ctx: click.Context, source: Path, mountpoint: Path, foreground: bool, 
         args += ["--outputs", str(outputs.absolute())] if outputs else []
         for module in plugins:
             args += ["--plugins", module]
+        for terms in select:
+            args += ["--select", terms]
         for name, value in source_options.items():
             flag = "--" + name.replace("_", "-")
             args += [flag] if value is True else [flag, str(value)]
@@ -113,7 +127,7 @@ def mount(ctx: click.Context, source: Path, mountpoint: Path, foreground: bool, 
     try:
         plate = open_plate(source, format=format_, cache_bytes=cache_size, **source_options)
         options_ = MountOptions(cache_bytes=cache_size, allow_other=allow_other, xattrs=xattrs,
-                                pipelines=pipelines, outputs=outputs, plugins=plugins)
+                                pipelines=pipelines, outputs=outputs, plugins=plugins, select=select)
         session = MountSession(plate, mountpoint, options_, plate_path=source)
         session.run(on_ready=lambda: report_ready(ready_fd), handle_signals=True)
     except HcsfsError as exc:

@@ -108,8 +108,15 @@ class ControlArea:
 
     def root_entries(self) -> dict[str, Entry]:
         """One folder per run that has (or had) outputs."""
-        return {run: Entry(NodeKind.DIRECTORY, dynamic=True) for run in self.manager.run_names()
-                if self.manager.output(run) is not None}
+        return {run: Entry(NodeKind.DIRECTORY, dynamic=True,
+                           planes=self._bound_source(run), entries=self._bound_entries(run))
+                for run in self.manager.run_names() if self.manager.output(run) is not None}
+
+    def _bound_source(self, run: str) -> Callable[[], PlateSource | None]:
+        return lambda: self.run_source(run)
+
+    def _bound_entries(self, run: str) -> Callable[[], dict[str, Entry]]:
+        return lambda: self.run_entries(run)
 
     def run_entries(self, run: str) -> dict[str, Entry]:
         output = self.manager.output(run)

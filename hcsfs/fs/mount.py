@@ -28,6 +28,7 @@ from hcsfs.errors import MountError
 from hcsfs.fs.mounttable import MountState, probe_mountpoint, unmount
 from hcsfs.fs.operations import PlateOperations
 from hcsfs.sources import PlateSource, open_plate
+from hcsfs.sources.views import SelectedSource, parse_selection
 
 if TYPE_CHECKING:
     from hcsfs.pipelines import PipelineManager
@@ -54,6 +55,8 @@ class MountOptions:
     folder for plates that have no path, such as a MemoryPlate)."""
     plugins: tuple[str, ...] = ()
     """Modules whose ``register(registry)`` adds pipeline functions (the mount's owner trusts them)."""
+    select: tuple[str, ...] = ()
+    """Show only these planes (``channel=1,t=1-10``; see :func:`hcsfs.sources.views.parse_selection`)."""
 
     def fuse_options(self) -> set[str]:
         options = set(pyfuse3.default_options) | {"fsname=hcsfs", "subtype=hcsfs", "noatime"}
@@ -101,6 +104,8 @@ class MountSession:
 
     def __init__(self, source: PlateSource, mountpoint: str | os.PathLike[str],
                  options: MountOptions = MountOptions(), *, plate_path: Path | None = None) -> None:
+        if options.select:
+            source = SelectedSource(source, parse_selection(options.select))
         self.source = source
         self.mountpoint = Path(mountpoint).absolute()
         self.options = options
@@ -224,6 +229,7 @@ def mounted(
     pipelines: bool = True,
     outputs: str | os.PathLike[str] | None = None,
     plugins: tuple[str, ...] = (),
+    select: tuple[str, ...] | str = (),
     format: str | None = None,
     ready_timeout: float = 60.0,
     **source_options: Any,
@@ -235,7 +241,8 @@ def mounted(
     cache_bytes = parse_byte_size(cache_size)
     plate = open_plate(source, format=format, cache_bytes=cache_bytes, **source_options)
     options = MountOptions(cache_bytes=cache_bytes, xattrs=xattrs, pipelines=pipelines,
-                           outputs=None if outputs is None else Path(outputs), plugins=tuple(plugins))
+                           outputs=None if outputs is None else Path(outputs), plugins=tuple(plugins),
+                           select=(select,) if isinstance(select, str) else tuple(select))
     plate_path = None if isinstance(source, PlateSource) else Path(source)
     session = MountSession(plate, mountpoint, options, plate_path=plate_path)
     ready = threading.Event()

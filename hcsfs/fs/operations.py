@@ -36,6 +36,7 @@ from hcsfs.fs.writes import WritableOperations
 from hcsfs.naming import PlaneKey, parse_name
 from hcsfs.planefile import EncodedFile, PassthroughFile, PlaneFile
 from hcsfs.sources.base import plate_summary
+from hcsfs.sources.views import WellIndex, WellSource
 from hcsfs.tiff import pixel_buffer
 
 if TYPE_CHECKING:
@@ -114,6 +115,10 @@ class PlateOperations(WritableOperations):
         self.tree.add_file(meta.inode, "plate.json", self._render_plate_json)
         overview = self.tree.add_directory(meta.inode, "overview")
         overview.entries = OverviewFiles(source).entries
+        by_well = self.tree.add_directory(ROOT_INODE, ".by-well", listed=False)
+        by_well.entries = self._well_folders
+        self._wells = WellIndex(source)
+        self._well_sources: dict[str, WellSource] = {}
         self.invalidator: Invalidator | None = None
         self.control: ControlArea | None = None
         if manager is not None:
@@ -124,6 +129,16 @@ class PlateOperations(WritableOperations):
             root.entries = self.control.root_entries
 
     # -- helpers ------------------------------------------------------------------------------
+
+    def _well_folders(self) -> dict[str, Entry]:
+        """``/.by-well/<well>/``: the same flat names, one folder per well (runs in a worker thread)."""
+        folders = {}
+        for well in self._wells.wells():
+            source = self._well_sources.get(well)
+            if source is None:
+                source = self._well_sources[well] = WellSource(self.source, self._wells, well)
+            folders[well] = Entry(NodeKind.DIRECTORY, planes=lambda s=source: s)
+        return folders
 
     async def _blocking(self, fn: Callable[..., T], *args: Any, cpu: bool = False) -> T:
         limiter = self.cpu_limiter if cpu else self.io_limiter
@@ -162,19 +177,8 @@ class PlateOperations(WritableOperations):
         """A directory's provider-listed entries (may do I/O: call from a worker thread)."""
         return directory.entries() if directory.entries is not None else {}
 
-    def _run_folder(self, directory: Node, name: str) -> dict[str, Any]:
-        """Hooks of a run's output folder (a provider-listed directory at the root)."""
-        if directory.inode != ROOT_INODE or self.control is None:
-            return {}
-        control = self.control
-        return {"planes": lambda: control.run_source(name),
-                "entries": lambda: control.run_entries(name)}
-
     def _ensure(self, directory: Node, name: str, entry: Entry) -> Node:
         node = self.tree.entry(directory.inode, name, entry)
-        if entry.kind is NodeKind.DIRECTORY and node.planes is None:
-            hooks = self._run_folder(directory, name)
-            node.planes, node.entries = hooks.get("planes"), hooks.get("entries")
         if directory.writable and entry.kind is NodeKind.SPEC:
             node.writable = True
         return node
@@ -237,7 +241,7 @@ class PlateOperations(WritableOperations):
         if node.kind is not NodeKind.DIRECTORY:
             raise pyfuse3.FUSEError(errno.ENOTDIR)
         source = node.planes() if node.planes is not None else None
-        named = self.tree.children(inode)
+        named = [child for child in self.tree.children(inode) if child.listed]
         if node.entries is not None:
             entries = await self._blocking(self._entries, node)
             named += [self._ensure(node, name, entry) for name, entry in entries.items()]

@@ -74,6 +74,10 @@ class Entry:
     """Changes while mounted: short cache timeouts, read without the page cache."""
     size: Callable[[], int] | None = None
     """The content's size without producing it (else ``len(content())``)."""
+    planes: Callable[[], PlateSource | None] | None = None
+    """For a directory: the source whose planes it shows."""
+    entries: Callable[[], dict[str, Entry]] | None = None
+    """For a directory: its own provider of named entries."""
 
 
 @dataclass(slots=True)
@@ -95,6 +99,9 @@ class Node:
     planes: Callable[[], PlateSource | None] | None = None
     """The source whose planes this directory shows, if any."""
     writable: bool = False
+    listed: bool = True
+    """False: reachable by its path but left out of its parent's listing (so cp -r, rsync and find
+    do not walk a second copy of the plate)."""
 
     @property
     def is_directory(self) -> bool:
@@ -149,12 +156,13 @@ class InodeTable:
             if inode is None:
                 children: dict[str, int] | None = {} if entry.kind is NodeKind.DIRECTORY else None
                 node = self._new(parent, name, entry.kind, content=entry.content,
-                                 dynamic=entry.dynamic, size=entry.size, children=children, **fields)
+                                 dynamic=entry.dynamic, size=entry.size, children=children,
+                                 planes=entry.planes, entries=entry.entries, **fields)
                 self._named[(parent, name)] = node.inode
                 return node
             node = self._nodes[inode]
             node.kind, node.content, node.dynamic = entry.kind, entry.content, entry.dynamic
-            node.size = entry.size
+            node.size, node.planes, node.entries = entry.size, entry.planes, entry.entries
             return node
 
     def known_entry(self, parent: int, name: str) -> Node | None:
