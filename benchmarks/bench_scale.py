@@ -1,0 +1,144 @@
+"""Views at scale (issue 7): memory per mounted plane and the cost of one stat on a huge plate.
+
+Two metadata-only OME-Zarr v0.5 plates (no chunks: planes would read as the fill value) with the same
+field image per well, ``(t, c, z, y, x) = (10, 4, 16, 64, 64)`` = 640 planes a well: 96 wells (61,440
+planes) and 1,536 wells (983,040 planes). Each is mounted with the ``hcsfs mount`` daemon and listed
+with ``find``; the daemon's resident memory after the listing, minus the 96-well plate's, divided by the
+difference in planes, is the memory per plane. ``stat`` of random planes is timed on a fresh mount
+(nothing cached by the kernel) for both plates.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import time
+from pathlib import Path
+
+from benchmarks.common import HCSFS, cli_mount
+from hcsfs.naming import PlaneKey, format_well, row_letters
+from hcsfs.sinks.zarr import OmeZarrPlateWriter, ZarrWriteOptions
+
+FIELD = (10, 4, 16, 64, 64)
+PLANES_PER_WELL = FIELD[0] * FIELD[1] * FIELD[2]
+
+
+def write_metadata_plate(root: Path, rows: int, columns: int) -> Path:
+    """A v0.5 plate of rows x columns wells, one field each, with no chunks (written once)."""
+    if (root / ".complete").exists():
+        return root
+    shutil.rmtree(root, ignore_errors=True)
+    reference = root.with_name(root.name + ".ref")
+    shutil.rmtree(reference, ignore_errors=True)
+    writer = OmeZarrPlateWriter(reference, ZarrWriteOptions(compressor="zstd", level=1))
+    writer.create_field("A01", 1, FIELD, "u2", channel_names=["DAPI", "GFP", "RFP", "Cy5"],
+                        pixel_size_um=0.65)
+    writer.finish()
+    documents = {name: (reference / "A" / "1" / name).read_bytes()
+                 for name in ("zarr.json", "0/zarr.json", "0/0/zarr.json")}
+    plate_doc = json.loads((reference / "zarr.json").read_text())
+    shutil.rmtree(reference)
+    root.mkdir(parents=True)
+    entries = []
+    for row in range(1, rows + 1):
+        (root / row_letters(row)).mkdir()
+        (root / row_letters(row) / "zarr.json").write_text(
+            '{"zarr_format": 3, "node_type": "group", "attributes": {}}')
+        for column in range(1, columns + 1):
+            well = root / row_letters(row) / str(column)
+            (well / "0" / "0").mkdir(parents=True)
+            for name, data in documents.items():
+                (well / name).write_bytes(data)
+            entries.append({"path": f"{row_letters(row)}/{column}", "rowIndex": row - 1,
+                            "columnIndex": column - 1})
+    plate = plate_doc["attributes"]["ome"]["plate"]
+    plate["rows"] = [{"name": row_letters(r)} for r in range(1, rows + 1)]
+    plate["columns"] = [{"name": str(c)} for c in range(1, columns + 1)]
+    plate["wells"] = entries
+    (root / "zarr.json").write_text(json.dumps(plate_doc))
+    (root / ".complete").touch()
+    return root
+
+
+def _daemon_pid(mountpoint: Path) -> int:
+    out = subprocess.run(["pgrep", "-f", f"hcsfs mount .* {mountpoint} --foreground"],
+                         capture_output=True, text=True, check=True).stdout.split()
+    return int(out[0])
+
+
+def _rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS")
+
+
+def _listed(plate: Path, mountpoint: Path) -> tuple[int, float, int]:
+    """(RSS after a full find, find seconds, entries found) of a fresh daemon mount."""
+    with cli_mount(plate, mountpoint, "--no-pipelines"):
+        started = time.perf_counter()
+        found = subprocess.run(["find", str(mountpoint), "-maxdepth", "1", "-name", "*.tif"],
+                               capture_output=True, text=True, check=True).stdout.count("\n")
+        seconds = time.perf_counter() - started
+        return _rss_bytes(_daemon_pid(mountpoint)), seconds, found
+
+
+def _stat_times(plate: Path, mountpoint: Path, rows: int, columns: int,
+                wells: int = 64, per_well: int = 8) -> tuple[list[float], list[float]]:
+    """Stat times on a fresh mount: the first plane of each of ``wells`` random wells (its metadata is
+    read then), and ``per_well`` more planes of those wells (metadata already read)."""
+    rng = random.Random(1)
+    chosen = rng.sample([(r, c) for r in range(1, rows + 1) for c in range(1, columns + 1)], wells)
+
+    def random_key(row: int, column: int) -> PlaneKey:
+        return PlaneKey(format_well(row, column), 1, rng.randint(1, FIELD[1]),
+                        rng.randint(1, FIELD[2]), rng.randint(1, FIELD[0]))
+
+    first, later = [], []
+    with cli_mount(plate, mountpoint, "--no-pipelines"):
+        for row, column in chosen:
+            for n in range(per_well + 1):
+                path = mountpoint / random_key(row, column).name
+                started = time.perf_counter()
+                os.stat(path)
+                (first if n == 0 else later).append(time.perf_counter() - started)
+    return first, later
+
+
+def run(workdir: Path) -> list[dict]:
+    workdir.mkdir(parents=True, exist_ok=True)
+    small = write_metadata_plate(workdir / "plate-96.zarr", 8, 12)
+    big = write_metadata_plate(workdir / "plate-1536.zarr", 32, 48)
+    mountpoint = workdir / "mnt"
+    rss_small, _, found_small = _listed(small, mountpoint)
+    rss_big, find_big, found_big = _listed(big, mountpoint)
+    assert found_small == 96 * PLANES_PER_WELL and found_big == 1536 * PLANES_PER_WELL
+    per_plane = (rss_big - rss_small) / (found_big - found_small)
+    first_small, later_small = _stat_times(small, mountpoint, 8, 12)
+    first_big, later_big = _stat_times(big, mountpoint, 32, 48)
+    median = statistics.median
+    return [
+        {"case": "memory per mounted plane (1,536 vs 96 wells, after a full listing)",
+         "baseline": "bytes per plane", "ratio": per_plane, "goal": "< 200",
+         "detail": f"daemon RSS {rss_big / 2**20:.0f} MiB for {found_big:,} planes, "
+                   f"{rss_small / 2**20:.0f} MiB for {found_small:,}; find of the root {find_big:.1f} s"},
+        {"case": "stat of a plane in a well already touched, 1,536 vs 96 wells",
+         "baseline": "96-well plate", "ratio": median(later_big) / median(later_small),
+         "goal": "<= 1.2 (and < 1 ms)",
+         "detail": f"median {median(later_big) * 1e3:.3f} ms vs {median(later_small) * 1e3:.3f} ms"},
+        {"case": "stat of the first plane of a well (reads its metadata), 1,536 vs 96 wells",
+         "baseline": "96-well plate", "ratio": median(first_big) / median(first_small),
+         "goal": "<= 1.2", "detail": f"median {median(first_big) * 1e3:.2f} ms vs "
+                                      f"{median(first_small) * 1e3:.2f} ms"},
+    ]
+
+
+if __name__ == "__main__":
+    import sys
+
+    print(run(Path(sys.argv[1] if len(sys.argv) > 1 else "bench-out/bench_scale")))
+    print(HCSFS)
