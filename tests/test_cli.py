@@ -159,3 +159,24 @@ def test_foreground_stays_attached_and_stops_on_sigint(plate_dir: Path, cleanup:
         if process.poll() is None:
             process.kill()
     assert find_mount(cleanup) is None
+
+
+def test_convert_command(plate_dir: Path, tmp_path: Path) -> None:
+    destination = tmp_path / "plate.zarr"
+    done = hcsfs("convert", plate_dir, destination, "--chunks", "well", "--compressor", "blosclz4")
+    assert "wrote 12 planes (3 wells, 6 fields)" in done.stdout
+    assert "converting plate" in done.stderr  # progress, plain lines when not a terminal
+    assert json.loads(hcsfs("info", "--json", destination).stdout)["planes"] == 12
+    again = hcsfs("convert", plate_dir, destination, check=False)
+    assert again.returncode == 1 and "exists" in again.stderr and "Traceback" not in again.stderr
+    hcsfs("convert", plate_dir, destination, "--overwrite", "--ngff", "0.4")
+    assert (destination / ".zattrs").exists()
+
+
+def test_run_and_status_need_a_mount(tmp_path: Path) -> None:
+    spec = tmp_path / "x.yaml"
+    spec.write_text("steps: [{func: clip}]\n")
+    done = hcsfs("run", tmp_path, spec, check=False)
+    assert done.returncode == 1 and "not an hcsfs mount" in done.stderr
+    done = hcsfs("status", tmp_path, check=False)
+    assert done.returncode == 1 and "not an hcsfs mount" in done.stderr
