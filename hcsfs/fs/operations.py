@@ -145,9 +145,11 @@ class PlateOperations(WritableOperations):
         return await trio.to_thread.run_sync(fn, *args, limiter=limiter)
 
     async def _info(self, source: PlateSource, key: PlaneKey) -> PlaneInfo:
-        if source.blocking_info:
-            return await self._blocking(source.info, key)
-        return source.info(key)
+        if not source.blocking_info:
+            return source.info(key)
+        ready = getattr(source, "info_ready", None)
+        info = ready(key) if ready is not None else None
+        return info if info is not None else await self._blocking(source.info, key)
 
     def _render_plate_json(self) -> bytes:
         if self._plate_json is None:
@@ -354,7 +356,11 @@ class PlateOperations(WritableOperations):
         assert node.key is not None
         source = self._source_of(self._node(node.parent))
         plane: PlaneFile
-        if source.blocking_info:  # one trip to a worker thread for info and open(2)
+        ready = getattr(source, "info_ready", None) if source.blocking_info else None
+        info = ready(node.key) if ready is not None else None
+        if info is not None and info.layout is not None:  # encoded, metadata known: no I/O to open
+            plane = EncodedFile(info.layout, self._load_pixels(source, info))
+        elif source.blocking_info:  # one trip to a worker thread for info and open(2)
             plane = await self._blocking(self._open_plane, source, node.key)
         else:
             plane = self._open_plane(source, node.key)

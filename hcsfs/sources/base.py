@@ -78,6 +78,9 @@ class PlateSource(Protocol):
         """One plane's pixels as a 2-D array; raises ``PlaneNotFoundError``/``PlaneReadError``."""
         ...
 
+    # Optional: ``info_ready(key) -> PlaneInfo | None`` answers without I/O when it can (metadata
+    # already read), so the mount skips a trip to a worker thread; None means "ask info()".
+
     def plane_format(self, key: PlaneKey) -> tuple[tuple[int, int], str, float | None]:
         """``(shape, dtype, pixel_size_um)`` of one plane, reading no more than its header."""
         ...

@@ -335,6 +335,13 @@ class OmeZarrPlateSource:
             channel_name=channel_name, pixel_size_um=site.pixel_size_um,
         )
 
+    def info_ready(self, key: PlaneKey) -> PlaneInfo | None:
+        """:meth:`info` if the well's metadata is already read (no I/O), else None."""
+        future = self._wells.get(key.well)
+        if future is None or not future.done():
+            return None
+        return self.info(key)
+
     def read_plane(self, key: PlaneKey) -> np.ndarray:
         site, index = self._site(key)
         return self.reader.read_plane(PlaneRef(site.array_path, site.meta, index, key.name))
