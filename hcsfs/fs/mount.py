@@ -8,6 +8,7 @@ one process serves one mount at a time.
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import hashlib
 import logging
 import os
@@ -121,6 +122,10 @@ class MountSession:
             raise MountError("this process already serves a mount (pyfuse3 allows one)")
         try:
             check_mountpoint(self.mountpoint)
+            if handle_signals:
+                # `kill -USR1 <pid>` writes every thread's stack to stderr (the daemon's log file), also
+                # when the trio loop is stuck: the torture suite's hang watchdog relies on it.
+                faulthandler.register(signal.SIGUSR1, all_threads=True)
             with contextlib.ExitStack() as cleanup:
                 self.manager = self._pipeline_manager(cleanup)
                 self.operations = PlateOperations(
