@@ -14,10 +14,11 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from hcsfs.errors import RunNotFoundError, SpecError
 from hcsfs.pipelines.outputs import RunOutput, load_output, write_atomic
@@ -33,6 +34,9 @@ from hcsfs.pipelines.spec import (
 )
 from hcsfs.pipelines.status import FINAL, RunStatus, now_iso
 from hcsfs.sources.base import PlateSource
+
+if TYPE_CHECKING:
+    from hcsfs.pipelines.distributed import DaskTarget
 
 __all__ = ["PipelineManager", "RunOutput"]
 
@@ -93,8 +97,22 @@ class PipelineManager:
     def __init__(
         self, source: PlateSource, *, outputs_dir: Path, registry: FunctionRegistry | None = None,
         on_change: Callable[[str], None] = lambda name: None, max_workers: int | None = None,
+        scheduler: str | None = None, allowed_schedulers: Iterable[str] = (),
+        shared_outputs: str | os.PathLike[str] | None = None, s3_options: Mapping[str, Any] | None = None,
     ) -> None:
+        """``scheduler``: a Dask scheduler address (``tcp://host:8786``) that runs every spec not
+        saying otherwise (docs/distributed.md); ``allowed_schedulers``: other addresses a spec's
+        ``scheduler:`` may name (a spec can never make the mount connect anywhere else).
+        ``shared_outputs``: a folder on a filesystem the workers share, or an ``s3://`` prefix
+        (with ``s3_options``), for the data of Dask runs; default: the run folder under
+        ``outputs_dir``, which the workers must then see at the same path."""
         self._source = source
+        self._scheduler = scheduler
+        self._allowed = {a for a in (scheduler, *allowed_schedulers) if a}
+        self._shared_outputs = None if shared_outputs is None else str(shared_outputs)
+        self._s3_options = tuple(sorted((s3_options or {}).items()))
+        self._clients: dict[str, Any] = {}
+        self._clients_lock = threading.Lock()
         self._registry = registry if registry is not None else default_registry()
         self._runs_dir = Path(outputs_dir) / "runs"
         self._runs_dir.mkdir(parents=True, exist_ok=True)
@@ -132,8 +150,9 @@ class PipelineManager:
                 error, spec = None, None
                 try:
                     spec = parse_spec(filename, data, self._registry)
+                    self._scheduler_of(spec)
                 except SpecError as exc:
-                    error = exc
+                    error, spec = exc, None
             previous = self._file_run.get(filename)
             if previous is not None and previous != name:
                 self._stop(previous, remove_spec=filename)
@@ -182,9 +201,50 @@ class PipelineManager:
         for run in runs:
             run.join(max(0.0, deadline - time.monotonic()))
         self._executor.shutdown(wait=True, cancel_futures=True)
+        with self._clients_lock:
+            clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            try:
+                client.close(timeout=5)
+            except Exception:  # noqa: BLE001 - a scheduler already gone: nothing to close
+                pass
         self._notifier.stop()
 
     # --- internals ------------------------------------------------------------------------------
+
+    def _scheduler_of(self, spec: PipelineSpec) -> str | None:
+        """The Dask scheduler a spec runs on (``None``: this machine's threads), or :class:`SpecError`."""
+        address = self._scheduler
+        if spec.scheduler == "local":
+            address = None
+        elif spec.scheduler is not None:
+            if spec.scheduler not in self._allowed:
+                allowed = ", ".join(sorted(self._allowed)) or "none"
+                raise SpecError("scheduler", f"{spec.scheduler} is not a scheduler this mount may use "
+                                             f"(allowed: {allowed}; the mount's owner sets --scheduler)")
+            address = spec.scheduler
+        if spec.resources and address is None:
+            raise SpecError("resources", "worker resources need a Dask scheduler (scheduler: in the spec "
+                                         "or the mount's --scheduler)")
+        return address
+
+    def _client(self, address: str) -> Any:
+        """One Dask client per scheduler address, made on first use (in a run's driver thread)."""
+        from hcsfs.pipelines.distributed import connect
+
+        with self._clients_lock:
+            client = self._clients.get(address)
+            if client is None or client.status in ("closed", "closing"):
+                client = self._clients[address] = connect(address)
+            return client
+
+    def _dask_target(self, spec: PipelineSpec) -> DaskTarget | None:
+        address = self._scheduler_of(spec)
+        if address is None:
+            return None
+        from hcsfs.pipelines.distributed import DaskTarget
+
+        return DaskTarget(address, lambda: self._client(address), self._shared_outputs, self._s3_options)
 
     def _record(self, name: str) -> _Record:
         with self._lock:
@@ -211,7 +271,7 @@ class PipelineManager:
             return
         status.log(f"spec {filename} accepted: {len(spec.steps)} steps, output {spec.output}")
         run = Run(spec, self._source, self._registry, folder, status, executor=self._executor,
-                  limiter=self._limiter, on_finish=self._finished)
+                  limiter=self._limiter, on_finish=self._finished, dask=self._dask_target(spec))
         self._records[name] = _Record(name, folder, status, run.output, run)
         status.update(started=now_iso())
         _persist(folder, status)
@@ -271,7 +331,7 @@ class PipelineManager:
         output = None
         if doc.get("output_kind") not in (None, "none"):
             output = load_output(folder, name, pixel_size_um=description.pixel_size_um,
-                                 channel_names=description.channel_names)
+                                 channel_names=description.channel_names, s3_options=dict(self._s3_options))
         self._records[name] = _Record(name, folder, status, output)
         for spec_file in sorted((folder / "spec").glob("*")):
             if spec_file.is_file() and spec_file.name not in self._specs:

@@ -157,11 +157,16 @@ class PlaneJournal:
 
 
 def load_output(folder: Path, name: str, *, pixel_size_um: float | None,
-                channel_names: Mapping[int, str]) -> RunOutput:
-    """The output of a finished run from its folder (planes from ``planes.jsonl``, tables)."""
+                channel_names: Mapping[int, str], s3_options: Mapping[str, Any] | None = None) -> RunOutput:
+    """The output of a finished run from its folder (planes from ``planes.jsonl``, tables).
+
+    Planes a Dask run stored elsewhere (a shared folder or ``s3://`` prefix: the record's ``data``)
+    are read from there, with ``s3_options`` for object storage.
+    """
     plate = OutputPlate(name, pixel_size_um=pixel_size_um, channel_names=channel_names)
     journal = folder / PLANES_FILE
     zarr_cache = ZarrArrayCache(folder / "data" / "plate.ome.zarr")
+    elsewhere: dict[str, ZarrArrayCache] = {}
     lines = journal.read_text(encoding="utf-8").splitlines() if journal.exists() else []
     for line in lines:
         try:
@@ -171,12 +176,21 @@ def load_output(folder: Path, name: str, *, pixel_size_um: float | None,
             dtype = np.dtype(record["dtype"])
         except (ValueError, KeyError, TypeError, IndexError):
             continue  # an interrupted last line: its plane was never published
+        data = record.get("data")
         if "file" in record:
-            path = folder / "data" / "tiff" / Path(record["file"]).name
+            path = Path(data or folder / "data") / "tiff" / Path(record["file"]).name
             if path.exists():
                 plate.publish(key, shape, dtype, _tiff_reader(path), passthrough=path)
         elif "array" in record:
-            plate.publish(key, shape, dtype, _zarr_reader(zarr_cache, record))
+            cache = zarr_cache
+            if isinstance(data, str):
+                if data not in elsewhere:
+                    from hcsfs.sinks.zarr import zarr_location
+
+                    elsewhere[data] = ZarrArrayCache(zarr_location(data, **dict(s3_options or {}))
+                                                     / "plate.ome.zarr")
+                cache = elsewhere[data]
+            plate.publish(key, shape, dtype, _zarr_reader(cache, record))
     output = RunOutput(plate)
     tables = folder / TABLES_DIR
     if tables.is_dir():

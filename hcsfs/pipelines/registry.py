@@ -143,6 +143,8 @@ class FunctionRegistry:
         self._functions: dict[str, FunctionDef] = {}
         self._impls: dict[str, dict[MemoryType, Callable[..., Any]]] = {}
         self._lock = threading.Lock()
+        self.plugins: list[str] = []
+        """Plugin modules loaded into this registry, in order (Dask workers load the same ones)."""
 
     def register(self, definition: FunctionDef) -> None:
         """Add a function; a name registered twice is an error."""
@@ -239,6 +241,7 @@ def load_plugin(registry: FunctionRegistry, module_name: str) -> None:
     if not callable(register):
         raise UnknownFunctionError(module_name, f"plugin module {module_name!r} has no register(registry)")
     register(registry)
+    registry.plugins.append(module_name)
 
 
 def load_plugins(registry: FunctionRegistry, module_names: Iterable[str]) -> None:

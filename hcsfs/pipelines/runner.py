@@ -15,11 +15,12 @@ from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from hcsfs import memory as hm
+from hcsfs.errors import SpecError
 from hcsfs.memory import MemoryType, OomEvent
 from hcsfs.naming import PlaneKey, sort_key
 from hcsfs.pipelines.outputs import (
@@ -38,6 +39,9 @@ from hcsfs.pipelines.status import RunStatus
 from hcsfs.sinks import MemoryPlaneSink, TiffFolderSink, ZarrArrayCache, ZarrPlaneSink
 from hcsfs.sources.base import PlateSource
 from hcsfs.sources.memory import MemoryPlate
+
+if TYPE_CHECKING:
+    from hcsfs.pipelines.distributed import DaskTarget
 
 __all__ = ["Run", "Unit", "plan_units", "host_plane", "resolve_device"]
 
@@ -68,6 +72,62 @@ def plan_units(keys: list[PlaneKey], spec: PipelineSpec) -> list[Unit]:
         units.append(Unit(label, tuple(members)))
     units.sort(key=lambda u: sort_key(u.keys[0]))
     return units
+
+
+def output_keys(spec: PipelineSpec, reduction: str | None, unit: Unit, depth: int | None) -> list[PlaneKey]:
+    """The keys of a unit's output planes (the stacked axis renamed by a reduction)."""
+    axis = spec.stacked_axis
+    if reduction is None or axis is None:
+        if depth is not None and depth != len(unit.keys):
+            raise ValueError(f"the steps turned {len(unit.keys)} planes into {depth}")
+        return list(unit.keys)
+    if depth is not None and depth != 1:
+        raise ValueError(f"a {reduction} reduction gave {depth} planes, not 1")
+    return [unit.keys[0].replace(**{axis: reduction})]
+
+
+@dataclass(slots=True)
+class UnitResult:
+    """What one unit computed: output planes by key, table rows, and whether it left the GPU."""
+
+    keys: list[PlaneKey]
+    planes: list[np.ndarray]
+    rows: list[tuple[str, PlaneKey, dict[str, Any]]]
+    oom_fallback: bool = False
+
+
+def compute_unit(spec: PipelineSpec, registry: FunctionRegistry, source: PlateSource, unit: Unit,
+                 gpu_id: int | None, *, cancelled: Callable[[], bool] = lambda: False) -> UnitResult | None:
+    """Read a unit's planes and run the steps on them (``None`` when cancelled between steps).
+
+    Shared by the local runner and Dask workers (:mod:`hcsfs.pipelines.distributed`).
+    """
+    stack = np.stack([np.asarray(source.read_plane(k)) for k in unit.keys])
+    fallbacks = hm.stats()[OomEvent.CPU_FALLBACK]
+    data: Any = stack
+    intensity = stack
+    rows: list[tuple[str, int, dict[str, Any]]] = []
+    for step in spec.steps:
+        if cancelled():
+            return None
+        definition = registry.get(step.func)
+        impl = registry.implementation(step.func, step.memory)
+        gpu = None if step.memory in (MemoryType.NUMPY, MemoryType.PYCLESPERANTO) else gpu_id
+        data = impl(data, **step.kwargs) if gpu is None else impl(data, gpu_id=gpu, **step.kwargs)
+        if isinstance(data, tuple):
+            data = data[0]
+        if definition.reduces:
+            intensity = (intensity.max(axis=0, keepdims=True) if definition.reduces == "max"
+                         else intensity.mean(axis=0, keepdims=True))
+        for table in step.tables:
+            host = np.asarray(hm.convert(data, MemoryType.NUMPY))
+            rows += [(table, z, row) for z, row in definition.tables[table].func(host, intensity)]
+    out = host_plane(np.asarray(hm.convert(data, MemoryType.NUMPY)))
+    if out.ndim != 3:
+        raise ValueError(f"the steps returned a {out.ndim}-D result, not [Z, Y, X]")
+    keys = output_keys(spec, reduction_of(spec, registry), unit, out.shape[0])
+    return UnitResult(keys, list(out), [(table, keys[z], row) for table, z, row in rows],
+                      hm.stats()[OomEvent.CPU_FALLBACK] > fallbacks)
 
 
 def host_plane(array: np.ndarray) -> np.ndarray:
@@ -109,8 +169,12 @@ class Run:
 
     def __init__(self, spec: PipelineSpec, source: PlateSource, registry: FunctionRegistry, folder: Path,
                  status: RunStatus, *, executor: Executor, limiter: threading.Semaphore,
-                 on_finish: Callable[[Run], None] = lambda run: None) -> None:
+                 on_finish: Callable[[Run], None] = lambda run: None, dask: DaskTarget | None = None,
+                 ) -> None:
         self.spec, self.source, self.registry, self.folder = spec, source, registry, folder
+        self._dask = dask
+        self._data: Any = folder / "data"  # where planes are stored (a shared location for Dask runs)
+        self._axes: tuple[tuple[Any, ...], tuple[Any, ...], tuple[Any, ...]] = ((), (), ())
         self.status = status
         self._executor, self._limiter, self._on_finish = executor, limiter, on_finish
         self._cancel = threading.Event()
@@ -143,6 +207,9 @@ class Run:
     def cancelled(self) -> bool:
         return self._cancel.is_set()
 
+    def wait_cancelled(self, timeout: float) -> bool:
+        return self._cancel.wait(timeout)
+
     def join(self, timeout: float | None = None) -> bool:
         self._thread.join(timeout)
         return not self._thread.is_alive()
@@ -158,15 +225,21 @@ class Run:
                               finished=_now())
                 status.add_error(None, "select: matches no plane of the plate")
                 return
-            hm.load_frameworks(*{s.memory for s in self.spec.steps})
-            self._gpu_id, device, fallback = resolve_device(self.spec)
-            self._sink = self._make_sink(units)
-            status.update(state="running", total=len(units), device=device, fallback=fallback)
-            status.log(f"running {len(units)} units on {device}" + (f" ({fallback})" if fallback else ""))
-            futures = self._feed(units)
-            for future in futures:
-                future.result()
+            if self._dask is not None:
+                self._drive_dask(units)
+            else:
+                hm.load_frameworks(*{s.memory for s in self.spec.steps})
+                self._gpu_id, device, fallback = resolve_device(self.spec)
+                self._sink = self._make_sink(units)
+                status.update(state="running", total=len(units), device=device, fallback=fallback)
+                status.log(f"running {len(units)} units on {device}" + (f" ({fallback})" if fallback else ""))
+                futures = self._feed(units)
+                for future in futures:
+                    future.result()
             self._finish()
+        except SpecError as exc:  # a spec the chosen executor cannot run (e.g. Dask workers)
+            status.add_error(None, str(exc))
+            status.update(state="failed", field=exc.field, message=str(exc), finished=_now())
         except Exception as exc:  # the run itself broke (not one unit): say so in the status
             status.add_error(None, f"{type(exc).__name__}: {exc}")
             status.update(state="failed", message=f"{type(exc).__name__}: {exc}", finished=_now())
@@ -194,8 +267,55 @@ class Run:
                 return futures
         return futures
 
+    def _drive_dask(self, units: list[Unit]) -> None:
+        """Units as Dask tasks (:mod:`hcsfs.pipelines.distributed`)."""
+        from hcsfs.pipelines.distributed import SourceRef, UnitJob, check_worker_registry, drive
+
+        target = self._dask
+        assert target is not None
+        check_worker_registry(self.spec, self.registry)
+        source = SourceRef.of(self.source)
+        if target.shared_outputs is not None:
+            from hcsfs.sinks.zarr import zarr_location
+
+            self._data = zarr_location(target.shared_outputs, **dict(target.s3_options)) / self.folder.name
+            if self.spec.output == "tiff" and not isinstance(self._data, Path):
+                raise SpecError("output", "tiff outputs need a shared filesystem, not object storage: "
+                                          "use zarr")
+        self._sink = self._make_sink(units)
+        data = self._data / ("tiff" if self.spec.output == "tiff" else "plate.ome.zarr")
+        job = UnitJob(run_id=self.folder.name, spec=self.spec, source=source,
+                      plugins=tuple(self.registry.plugins), data=str(data), s3_options=target.s3_options,
+                      axes=self._axes, channel_names=tuple(sorted(self._channel_names.items())),
+                      pixel_size_um=self._pixel_size)
+        self.status.update(state="running", total=len(units), device="dask", scheduler=target.address)
+        self.status.log(f"running {len(units)} units on the Dask scheduler {target.address}; "
+                        f"workers read {source.location} and write {data}")
+        client = target.client()
+        drive(self, units, job, client)
+
+    def take_outcome(self, outcome: Any) -> None:
+        """Fold one Dask task's :class:`~hcsfs.pipelines.distributed.UnitOutcome` into the run."""
+        try:
+            if outcome.error is not None:
+                self.status.add_error(outcome.label, outcome.error)
+                return
+            if outcome.oom_fallback:
+                self.note_oom_fallback(outcome.label)
+            for key, shape, dtype, record, plane in outcome.planes:
+                if plane is not None:  # memory output: stored here
+                    self._sink.write(key, plane)
+                    self.status.add_planes(1)
+                    continue
+                if self.spec.output == "zarr":
+                    self._sink.add_field(key.well, key.site)
+                self._publish(key, shape, np.dtype(dtype), record)
+            self.add_rows(outcome.rows)
+        finally:
+            self.status.add_done()
+
     def _make_sink(self, units: list[Unit]) -> Any:
-        data = self.folder / "data"
+        data = self._data
         if self.spec.output == "memory":
             return MemoryPlaneSink(self.plate)
         if self.spec.output == "tiff":
@@ -208,20 +328,14 @@ class Run:
                         seen.append(getattr(key, axis))
         order = {a: sorted(v, key=lambda x: (isinstance(x, str), x if isinstance(x, int) else 0, str(x)))
                  for a, v in values.items()}
+        self._axes = (tuple(order["t"]), tuple(order["channel"]), tuple(order["z"]))
         self._zarr_cache = ZarrArrayCache(data / "plate.ome.zarr")
         return ZarrPlaneSink(data / "plate.ome.zarr", t=order["t"], channel=order["channel"], z=order["z"],
                              channel_names=self._channel_names, pixel_size_um=self._pixel_size,
-                             name=self.spec.name)
+                             name=self.spec.name, shared=self._dask is not None)
 
     def _output_keys(self, unit: Unit, depth: int | None) -> list[PlaneKey]:
-        axis = self.spec.stacked_axis
-        if self._reduction is None or axis is None:
-            if depth is not None and depth != len(unit.keys):
-                raise ValueError(f"the steps turned {len(unit.keys)} planes into {depth}")
-            return list(unit.keys)
-        if depth is not None and depth != 1:
-            raise ValueError(f"a {self._reduction} reduction gave {depth} planes, not 1")
-        return [unit.keys[0].replace(**{axis: self._reduction})]
+        return output_keys(self.spec, self._reduction, unit, depth)
 
     def _finish(self) -> None:
         status = self.status
@@ -264,53 +378,46 @@ class Run:
             self._limiter.release()
 
     def _compute_and_write(self, unit: Unit) -> None:
-        stack = np.stack([np.asarray(self.source.read_plane(k)) for k in unit.keys])
-        fallbacks = hm.stats()[OomEvent.CPU_FALLBACK]
-        data: Any = stack
-        intensity = stack
-        rows: list[tuple[str, int, dict[str, Any]]] = []
-        for step in self.spec.steps:
-            if self.cancelled:
-                return
-            definition = self.registry.get(step.func)
-            impl = self.registry.implementation(step.func, step.memory)
-            gpu = None if step.memory in (MemoryType.NUMPY, MemoryType.PYCLESPERANTO) else self._gpu_id
-            data = impl(data, **step.kwargs) if gpu is None else impl(data, gpu_id=gpu, **step.kwargs)
-            if isinstance(data, tuple):
-                data = data[0]
-            if definition.reduces:
-                intensity = (intensity.max(axis=0, keepdims=True) if definition.reduces == "max"
-                             else intensity.mean(axis=0, keepdims=True))
-            for table in step.tables:
-                host = np.asarray(hm.convert(data, MemoryType.NUMPY))
-                rows += [(table, z, row) for z, row in definition.tables[table].func(host, intensity)]
-        out = host_plane(np.asarray(hm.convert(data, MemoryType.NUMPY)))
-        if out.ndim != 3:
-            raise ValueError(f"the steps returned a {out.ndim}-D result, not [Z, Y, X]")
-        keys = self._output_keys(unit, out.shape[0])
-        if hm.stats()[OomEvent.CPU_FALLBACK] > fallbacks:
-            self.status.log(f"{unit.label}: ran out of GPU memory, finished on the CPU")
-            self.status.update(fallback="out of GPU memory: some units ran on the CPU")
-        for key, plane in zip(keys, out, strict=True):
+        result = compute_unit(self.spec, self.registry, self.source, unit, self._gpu_id,
+                              cancelled=lambda: self.cancelled)
+        if result is None:
+            return
+        if result.oom_fallback:
+            self.note_oom_fallback(unit.label)
+        for key, plane in zip(result.keys, result.planes, strict=True):
             if self.cancelled:
                 return
             self._write_plane(key, plane)
+        self.add_rows(result.rows)
+
+    def note_oom_fallback(self, label: str) -> None:
+        self.status.log(f"{label}: ran out of GPU memory, finished on the CPU")
+        self.status.update(fallback="out of GPU memory: some units ran on the CPU")
+
+    def add_rows(self, rows: list[tuple[str, PlaneKey, dict[str, Any]]]) -> None:
         with self._lock:
-            for table, z, row in rows:
-                self._rows.setdefault(table, []).append((keys[z], row))
+            for table, key, row in rows:
+                self._rows.setdefault(table, []).append((key, row))
 
     def _write_plane(self, key: PlaneKey, plane: np.ndarray) -> None:
         record = self._sink.write(key, plane)  # complete on storage when this returns
-        if self.spec.output != "memory":
-            shape = (int(plane.shape[0]), int(plane.shape[1]))
-            if "file" in record:
-                path = self.folder / "data" / "tiff" / record["file"]
-                self.plate.publish(key, shape, plane.dtype, _tiff_reader(path), passthrough=path)
-            else:
-                location = dict(record)
-                cache = self._zarr_cache
-                self.plate.publish(key, shape, plane.dtype, lambda: cache.read(location))
-            self._journal.append(key, {"shape": list(shape), "dtype": plane.dtype.str, **record})
+        if self.spec.output == "memory":
+            self.status.add_planes(1)
+            return
+        self._publish(key, (int(plane.shape[0]), int(plane.shape[1])), plane.dtype, record)
+
+    def _publish(self, key: PlaneKey, shape: tuple[int, int], dtype: np.dtype,
+                 record: dict[str, Any]) -> None:
+        """Make a completely stored plane visible under ``/<name>/`` and journal it."""
+        if "file" in record:
+            path = self._data / "tiff" / record["file"]
+            self.plate.publish(key, shape, dtype, _tiff_reader(path), passthrough=path)
+        else:
+            location = dict(record)
+            cache = self._zarr_cache
+            self.plate.publish(key, shape, dtype, lambda: cache.read(location))
+        extra = {} if self._data == self.folder / "data" else {"data": str(self._data)}
+        self._journal.append(key, {"shape": list(shape), "dtype": dtype.str, **record, **extra})
         self.status.add_planes(1)
 
 

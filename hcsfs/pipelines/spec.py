@@ -46,7 +46,10 @@ OUTPUTS = ("zarr", "tiff", "memory")
 RESERVED_NAMES = frozenset({"hcsfs", "pipelines", "readme", "con", "nul"})
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 _DEVICE_RE = re.compile(r"cuda:(\d{1,2})")
-_TOP_FIELDS = ("name", "select", "group_by", "device", "output", "steps")
+_TOP_FIELDS = ("name", "select", "group_by", "device", "output", "scheduler", "resources", "steps")
+_SCHEDULER_RE = re.compile(r"(tcp|tls)://[A-Za-z0-9_.:\[\]-]{1,250}")
+_RESOURCE_RE = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,31}")
+MAX_RESOURCES = 8
 _STEP_FIELDS = ("func", "memory", "args", "tables")
 
 
@@ -88,6 +91,11 @@ class PipelineSpec:
     group_by: tuple[str, ...] = DEFAULT_GROUP_BY
     device: str = "auto"
     output: str = "zarr"
+    scheduler: str | None = None
+    """``tcp://host:port`` of a Dask scheduler, ``local`` for this machine's threads, ``None`` for the
+    mount's default. The manager runs only on schedulers the mount's owner allowed."""
+    resources: tuple[tuple[str, float], ...] = ()
+    """Dask worker resources each unit needs (``{GPU: 1}`` runs units on GPU workers only)."""
 
     @property
     def stacked_axis(self) -> str | None:
@@ -286,6 +294,28 @@ def _parse_device(value: Any) -> str:
     raise SpecError("device", f"{value!r} is not auto, cpu or cuda:N")
 
 
+def _parse_scheduler(value: Any) -> str | None:
+    if value is None:
+        return None
+    if value == "local" or (isinstance(value, str) and _SCHEDULER_RE.fullmatch(value)):
+        return str(value)
+    raise SpecError("scheduler", f"{value!r} is not local or a Dask scheduler address tcp://host:port")
+
+
+def _parse_resources(value: Any) -> tuple[tuple[str, float], ...]:
+    doc = _mapping(value, "resources")
+    if len(doc) > MAX_RESOURCES:
+        raise SpecError("resources", f"{len(doc)} resources, more than {MAX_RESOURCES}")
+    resources = []
+    for name, amount in doc.items():
+        if not _RESOURCE_RE.fullmatch(name):
+            raise SpecError(f"resources.{name}", "a resource name is 1-32 letters, digits, '_' or '-'")
+        if isinstance(amount, bool) or not isinstance(amount, (int, float)) or not 0 < amount <= 1e6:
+            raise SpecError(f"resources.{name}", f"{amount!r} is not a number in (0, 1e6]")
+        resources.append((name, float(amount)))
+    return tuple(sorted(resources))
+
+
 def _parse_step(value: Any, i: int, registry: FunctionRegistry) -> StepSpec:
     where = f"steps[{i}]"
     doc = _mapping(value, where)
@@ -365,8 +395,12 @@ def parse_spec(filename: str, data: bytes, registry: FunctionRegistry) -> Pipeli
         raise SpecError("steps", f"{len(steps_doc)} steps, more than {MAX_STEPS}")
     steps = tuple(_parse_step(s, i, registry) for i, s in enumerate(steps_doc))
     _check_flow(steps, group_by, registry)
+    scheduler = _parse_scheduler(document.get("scheduler"))
+    resources = _parse_resources(document["resources"]) if document.get("resources") is not None else ()
+    if resources and scheduler == "local":
+        raise SpecError("resources", "worker resources need a Dask scheduler, not local")
     return PipelineSpec(name=name, steps=steps, select=select, group_by=group_by, device=device,
-                        output=str(output))
+                        output=str(output), scheduler=scheduler, resources=resources)
 
 
 def _zarr_installed() -> bool:

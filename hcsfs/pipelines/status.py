@@ -37,7 +37,7 @@ class RunStatus:
             "name": name, "state": "queued", "done": 0, "total": 0, "errors": [], "device": None,
             "started": None, "finished": None, "output": f"{name}/", "spec": spec_file,
             "output_kind": output, "planes": 0, "fallback": None, "message": None, "field": None,
-            "errors_dropped": 0,
+            "errors_dropped": 0, "scheduler": None,
         }
         self._log: deque[str] = deque(maxlen=MAX_LOG_LINES)
         self._log_dropped = 0

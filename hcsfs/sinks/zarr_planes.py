@@ -13,12 +13,15 @@ import os
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from hcsfs.naming import Index, PlaneKey
 from hcsfs.sinks.zarr import FieldArray, OmeZarrPlateWriter, ZarrWriteOptions
+
+if TYPE_CHECKING:
+    from hcsfs.sources.omezarr.meta import Node
 
 __all__ = ["ZarrPlaneSink", "ZarrArrayCache"]
 
@@ -29,17 +32,22 @@ class ZarrPlaneSink:
     kind = "zarr"
 
     def __init__(
-        self, path: str | os.PathLike[str], *, t: Sequence[Index], channel: Sequence[Index],
+        self, path: str | os.PathLike[str] | Node, *, t: Sequence[Index], channel: Sequence[Index],
         z: Sequence[Index], channel_names: Mapping[Any, str] | None = None,
         pixel_size_um: float | None = None, name: str = "", options: ZarrWriteOptions | None = None,
+        shared: bool = False,
     ) -> None:
-        self.path = Path(path)
-        self._writer = OmeZarrPlateWriter(self.path, options or ZarrWriteOptions(), name=name)
+        """``shared``: one of several writers of the same plate (Dask workers; see
+        :class:`~hcsfs.sinks.zarr.OmeZarrPlateWriter`); only one of them calls :meth:`finish`, after
+        :meth:`add_field` for the fields the others wrote."""
+        self._writer = OmeZarrPlateWriter(path, options or ZarrWriteOptions(), name=name, shared=shared)
+        self.path = self._writer.path
         self._axes = {"t": list(t), "c": list(channel), "z": list(z)}
         names = channel_names or {}
         self._channel_names = [names.get(c, f"channel {c}") for c in channel]
         self.pixel_size_um = pixel_size_um
         self._fields: dict[tuple[str, Index], FieldArray] = {}
+        self._others = False
         self._lock = threading.Lock()
 
     def _field(self, key: PlaneKey, plane: np.ndarray) -> FieldArray:
@@ -68,19 +76,25 @@ class ZarrPlaneSink:
         array = f"{self._writer.well_path(key.well)}/{int(key.site) - 1}/0"
         return {"array": array, "index": list(index)}
 
+    def add_field(self, well: str, site: int) -> None:
+        """A field image another writer of this (shared) plate created."""
+        with self._lock:
+            self._others = True
+            self._writer.add_field(well, site)
+
     def finish(self) -> None:
         """Write the plate, row and well documents (once), if any plane was written."""
         with self._lock:
             for field in self._fields.values():
                 field.close()
-            if self._fields:
+            if self._fields or self._others:
                 self._writer.finish(acquisition_name="hcsfs pipeline")
 
 
 class ZarrArrayCache:
     """Opens each field array of a plate once and reads planes from location records."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path | Node) -> None:
         self.root = root
         self._arrays: dict[str, Any] = {}
         self._lock = threading.Lock()
@@ -93,7 +107,9 @@ class ZarrArrayCache:
         with self._lock:
             array = self._arrays.get(path)
             if array is None:
-                array = zarr.open_array(store=LocalStore(self.root / path, read_only=True), mode="r")
+                node = self.root / path
+                store = LocalStore(node, read_only=True) if isinstance(node, Path) else node.zarr_store()
+                array = zarr.open_array(store=store, mode="r")
                 self._arrays[path] = array
         t, c, z = location["index"]
         return np.asarray(array[t, c, z])
