@@ -22,17 +22,39 @@ __all__ = ["MotoServer", "free_port", "s3_env"]
 _CHILD = r"""
 import logging
 import sys
-from moto.server import ThreadedMotoServer
+import time
+from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+from werkzeug.serving import make_server
 
 logging.getLogger("werkzeug").setLevel(logging.ERROR)
+latency = [0.0]
+
+
+class Server(ThreadedMotoServer):
+    def _server_entry(self):  # moto's own, with an optional delay per request (object-store latency)
+        app = DomainDispatcherApplication(create_backend_app)
+
+        def delayed(environ, start_response):
+            if latency[0]:
+                time.sleep(latency[0])
+            return app(environ, start_response)
+
+        self._server = make_server(self._ip_address, self._port, delayed, True,
+                                   request_handler=MotoRequestHandler)
+        self._server_ready_event.set()
+        self._server.serve_forever()
+
 
 port = int(sys.argv[1])
 server = None
 print("ready", flush=True)
 for line in sys.stdin:
     command = line.strip()
+    if command.startswith("latency "):
+        latency[0] = float(command.split()[1])
     if command == "start" and server is None:
-        server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        server = Server(ip_address="127.0.0.1", port=port, verbose=False)
         server.start()
     elif command == "stop" and server is not None:
         server.stop()
@@ -99,6 +121,10 @@ class MotoServer:
 
     def stop(self) -> None:
         self._command("stop")
+
+    def set_latency(self, seconds: float) -> None:
+        """Delay every request by ``seconds`` (a remote object store's round trip)."""
+        self._command(f"latency {seconds}")
 
     def pause(self) -> None:
         self._proc.send_signal(signal.SIGSTOP)
