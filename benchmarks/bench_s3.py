@@ -125,7 +125,8 @@ def run(workdir: Path) -> list[dict[str, Any]]:
                                          for y in range(0, 512, 128) for x in range(0, 512, 128)])
             rows.append({"case": "one plane of 16 tiles: sequential tile requests vs hcsfs",
                          "baseline": round(sequential, 3), "ratio": round(sequential / hcsfs_time, 2),
-                         "goal": ">= 4", "detail": f"hcsfs {hcsfs_time:.3f} s, {LATENCY * 1e3:.0f} ms/request"})
+                         "goal": ">= 4",
+                         "detail": f"hcsfs {hcsfs_time:.3f} s, {LATENCY * 1e3:.0f} ms/request"})
 
             # readers
             keys = plate.keys()
