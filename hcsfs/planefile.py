@@ -3,6 +3,12 @@
 Two kinds: :class:`PassthroughFile` serves a source TIFF unchanged through its own file descriptor (so a
 source file replaced while open keeps serving the old bytes), and :class:`EncodedFile` serves the TIFF
 encoding of a decoded plane, pinning the pixels once loaded so one handle never mixes two versions.
+
+A passthrough file rewritten in place (same inode) would mix versions under one handle, and one
+changed after the kernel cached its size would be served cut short or zero-filled: so a passthrough
+handle refuses (``PlaneReadError``, hence ``EIO``) a file whose status changed after the mount began
+(``st_ctime``, which every write, truncation and rename into place moves forward), or while it is open,
+or that ends before the size it was opened with.
 ``read`` may block (call it from a worker thread); ``read_ready`` answers only without blocking.
 """
 
@@ -46,34 +52,56 @@ class PlaneFile(Protocol):
 class PassthroughFile:
     """A source TIFF served byte for byte."""
 
-    def __init__(self, path: Path, size: int) -> None:
+    def __init__(self, path: Path, size: int, *, unchanged_since_ns: int | None = None) -> None:
+        """``unchanged_since_ns``: refuse the file if its status changed after this time (the mount's
+        start, for the plate's own planes; ``None`` for run outputs, which are written while mounted)."""
         self.path = path
         self.size = size
         try:
             self._fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except OSError as exc:
             raise PlaneReadError(f"{path}: cannot open: {exc.strerror or exc}") from exc
+        stat = os.fstat(self._fd)
+        self._ctime_ns = stat.st_ctime_ns
+        problem = None
+        if unchanged_since_ns is not None and stat.st_ctime_ns > unchanged_since_ns:
+            problem = "changed after the mount started (planes are immutable while mounted; remount " \
+                      "to serve the new version)"
+        elif stat.st_size != size:
+            problem = f"is {stat.st_size} bytes, {size} expected: it changed while being opened"
+        if problem is not None:
+            os.close(self._fd)
+            raise PlaneReadError(f"{path}: {problem}")
         if size <= _PREFETCH_LIMIT:
             # Readers of a plane read all of it: start the disk reading it now, so most requests
             # find their bytes in the page cache and are answered without a worker thread.
             os.posix_fadvise(self._fd, 0, 0, os.POSIX_FADV_WILLNEED)
 
+    def _check_unchanged(self) -> None:
+        """After a read: the bytes just read belong to the version this handle opened."""
+        if os.fstat(self._fd).st_ctime_ns != self._ctime_ns:
+            raise PlaneReadError(f"{self.path}: changed while open (planes are immutable while mounted)")
+
     def read(self, offset: int, size: int) -> bytes:
+        want = max(0, min(size, self.size - offset))
         try:
             data = os.pread(self._fd, size, offset)
+            if len(data) < want:  # pread may return short before EOF; never pass that on
+                parts = [data]
+                done = len(data)
+                while done < want:
+                    more = os.pread(self._fd, want - done, offset + done)
+                    if not more:
+                        break
+                    parts.append(more)
+                    done += len(more)
+                data = b"".join(parts)
         except OSError as exc:
             raise PlaneReadError(f"{self.path}: read failed: {exc.strerror or exc}") from exc
-        if len(data) < size:  # pread may return short before EOF; never pass that on
-            parts = [data]
-            done = len(data)
-            while done < size:
-                more = os.pread(self._fd, size - done, offset + done)
-                if not more:
-                    break
-                parts.append(more)
-                done += len(more)
-            data = b"".join(parts)
-        return data
+        if len(data) < want:  # the kernel would zero-fill the rest: an error instead
+            raise PlaneReadError(f"{self.path}: ends at {offset + len(data)}, before its size {self.size}")
+        self._check_unchanged()
+        return data[:want] if len(data) > want else data
 
     def read_ready(self, offset: int, size: int) -> memoryview | None:
         """The bytes if the page cache holds all of them (``RWF_NOWAIT``: never waits for a disk)."""
@@ -85,7 +113,10 @@ class PassthroughFile:
             got = os.preadv(self._fd, [buffer], offset, _RWF_NOWAIT)
         except OSError:  # EAGAIN (not cached), EOPNOTSUPP (filesystem without NOWAIT), ...
             return None
-        return memoryview(buffer) if got == want else None
+        if got != want:
+            return None
+        self._check_unchanged()
+        return memoryview(buffer)
 
     def close(self) -> None:
         os.close(self._fd)

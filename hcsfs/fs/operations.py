@@ -102,6 +102,10 @@ class PlateOperations(WritableOperations):
         self.xattrs = xattrs
         self.tree = InodeTable()
         self.policy = AttributePolicy.for_current_user(time.time_ns())
+        # A plate file whose ctime is later than this changed while mounted. File systems may stamp from
+        # the coarse clock (a tick behind), so a change in the mount's first tick can go unnoticed;
+        # the other way round (a file written before the mount looking newer) cannot happen.
+        self.started_ns = time.time_ns()
         self.pixel_cache: ByteLRU[tuple[int, PlaneKey, int], memoryview] = ByteLRU(cache_bytes, len)
         self.cpu_limiter = trio.CapacityLimiter(os.cpu_count() or 1)
         self.io_limiter = trio.CapacityLimiter(io_threads)
@@ -334,7 +338,10 @@ class PlateOperations(WritableOperations):
     def _open_plane(self, source: PlateSource, key: PlaneKey) -> PlaneFile:
         info = source.info(key)
         if info.passthrough is not None:
-            return PassthroughFile(info.passthrough, info.size)
+            # The plate's own files must not change while mounted; run outputs are written meanwhile.
+            frozen = source is self.source or isinstance(source, WellSource)
+            since = self.started_ns if frozen else None
+            return PassthroughFile(info.passthrough, info.size, unchanged_since_ns=since)
         assert info.layout is not None
         return EncodedFile(info.layout, self._load_pixels(source, info))
 
