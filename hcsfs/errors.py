@@ -39,6 +39,11 @@ class MountError(HcsfsError, OSError):
     """A mount could not be made or cleared (no /dev/fuse, busy or stale mountpoint, ...)."""
 
 
+class PlaneGoneError(PlaneNotFoundError):
+    """A plane the source lists has lost its storage (file deleted while mounted): ``ENOENT``, and
+    unlike a plain lookup miss it is logged with the source path."""
+
+
 class NotAPlaneError(PlaneNotFoundError):
     """A source entry named like a plane is not one (e.g. not a TIFF); it is left out of the view."""
 

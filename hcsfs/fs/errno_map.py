@@ -14,7 +14,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import pyfuse3
 
-from hcsfs.errors import HcsfsError, PlaneNotFoundError, PlaneReadError, SpecError
+from hcsfs.errors import HcsfsError, PlaneGoneError, PlaneNotFoundError, PlaneReadError, SpecError
 
 __all__ = ["fuse_errors", "errno_for"]
 
@@ -50,6 +50,9 @@ def fuse_errors(
             return await handler(*args, **kwargs)
         except pyfuse3.FUSEError:
             raise
+        except PlaneGoneError as exc:
+            log.warning("%s: %s", handler.__name__, exc)
+            raise pyfuse3.FUSEError(errno.ENOENT) from None
         except PlaneNotFoundError:
             raise pyfuse3.FUSEError(errno.ENOENT) from None
         except (HcsfsError, OSError) as exc:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from hcsfs.errors import HcsfsError
 from hcsfs.naming import PlaneKey, parse_well
 
 if TYPE_CHECKING:
@@ -93,6 +94,9 @@ class PlateSource(Protocol):
         ...
 
 
+_FORMAT_TRIES = 8
+
+
 def _axis_values(values: set[Any]) -> list[Any]:
     return sorted(values, key=lambda v: (0, v, "") if isinstance(v, int) else (1, 0, v))
 
@@ -100,15 +104,17 @@ def _axis_values(values: set[Any]) -> list[Any]:
 def plate_summary(source: PlateSource, keys: Iterable[PlaneKey] | None = None) -> dict[str, Any]:
     """The content of ``.hcsfs/plate.json`` and of ``hcsfs info``: one pass over the keys.
 
-    dtype and shape come from the first plane's header only.
+    dtype and shape come from the first readable plane's header (of the first few): one damaged plane
+    must not make the whole summary fail.
     """
     description = source.describe()
     wells: set[str] = set()
     axes: dict[str, set[Any]] = {"site": set(), "channel": set(), "z": set(), "t": set()}
-    first: PlaneKey | None = None
+    first: list[PlaneKey] = []
     count = 0
     for key in source.keys() if keys is None else keys:
-        first = first or key
+        if len(first) < _FORMAT_TRIES:
+            first.append(key)
         count += 1
         wells.add(key.well)
         axes["site"].add(key.site)
@@ -118,10 +124,14 @@ def plate_summary(source: PlateSource, keys: Iterable[PlaneKey] | None = None) -
     shape: list[int] | None = None
     dtype: str | None = None
     pixel_size = description.pixel_size_um
-    if first is not None:
-        plane_shape, dtype, plane_pixel_size = source.plane_format(first)
+    for key in first:
+        try:
+            plane_shape, dtype, plane_pixel_size = source.plane_format(key)
+        except (HcsfsError, OSError):
+            continue  # dtype and shape stay unknown if none of the first planes can be read
         shape = list(plane_shape)
         pixel_size = pixel_size if pixel_size is not None else plane_pixel_size
+        break
     channels = [
         {"index": c, "name": description.channel_names.get(c) if isinstance(c, int) else None}
         for c in _axis_values(axes["channel"])

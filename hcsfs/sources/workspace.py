@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hcsfs.errors import PlaneNotFoundError, PlaneReadError, PlateCollisionError
+from hcsfs.errors import PlaneGoneError, PlaneNotFoundError, PlaneReadError, PlateCollisionError
 from hcsfs.naming import PlaneKey, sort_key
 from hcsfs.sources.base import PlaneInfo, PlateDescription
 from hcsfs.sources.tiffprobe import probe_channel_name, probe_tiff, read_tiff_format, read_tiff_plane
@@ -154,7 +154,7 @@ class PassthroughSource:
         try:
             stat = os.stat(path)
         except FileNotFoundError as exc:
-            raise PlaneNotFoundError(f"{key.name}: {path} has gone") from exc
+            raise PlaneGoneError(f"{key.name}: {path} has gone") from exc
         except OSError as exc:
             raise PlaneReadError(f"{path}: cannot stat: {exc.strerror or exc}") from exc
         return PlaneInfo(
