@@ -24,7 +24,7 @@ from hcsfs.errors import RunNotFoundError, SpecError
 from hcsfs.pipelines.outputs import RunOutput, load_output, write_atomic
 from hcsfs.pipelines.readme import readme_text
 from hcsfs.pipelines.registry import FunctionRegistry, default_registry
-from hcsfs.pipelines.runner import Run
+from hcsfs.pipelines.runner import UNIT_TIMEOUT_S, Run
 from hcsfs.pipelines.spec import (
     PipelineSpec,
     check_run_name,
@@ -99,14 +99,18 @@ class PipelineManager:
         on_change: Callable[[str], None] = lambda name: None, max_workers: int | None = None,
         scheduler: str | None = None, allowed_schedulers: Iterable[str] = (),
         shared_outputs: str | os.PathLike[str] | None = None, s3_options: Mapping[str, Any] | None = None,
+        unit_timeout: float | None = UNIT_TIMEOUT_S,
     ) -> None:
         """``scheduler``: a Dask scheduler address (``tcp://host:8786``) that runs every spec not
         saying otherwise (docs/distributed.md); ``allowed_schedulers``: other addresses a spec's
         ``scheduler:`` may name (a spec can never make the mount connect anywhere else).
         ``shared_outputs``: a folder on a filesystem the workers share, or an ``s3://`` prefix
         (with ``s3_options``), for the data of Dask runs; default: the run folder under
-        ``outputs_dir``, which the workers must then see at the same path."""
+        ``outputs_dir``, which the workers must then see at the same path.
+        ``unit_timeout``: seconds one unit may take on this machine before it is abandoned and
+        reported as failed (``None``: no limit)."""
         self._source = source
+        self._unit_timeout = unit_timeout
         self._scheduler = scheduler
         self._allowed = {a for a in (scheduler, *allowed_schedulers) if a}
         self._shared_outputs = None if shared_outputs is None else str(shared_outputs)
@@ -271,7 +275,8 @@ class PipelineManager:
             return
         status.log(f"spec {filename} accepted: {len(spec.steps)} steps, output {spec.output}")
         run = Run(spec, self._source, self._registry, folder, status, executor=self._executor,
-                  limiter=self._limiter, on_finish=self._finished, dask=self._dask_target(spec))
+                  limiter=self._limiter, on_finish=self._finished, dask=self._dask_target(spec),
+                  unit_timeout=self._unit_timeout)
         self._records[name] = _Record(name, folder, status, run.output, run)
         status.update(started=now_iso())
         _persist(folder, status)

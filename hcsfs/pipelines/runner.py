@@ -45,6 +45,11 @@ if TYPE_CHECKING:
 
 __all__ = ["Run", "Unit", "plan_units", "host_plane", "resolve_device"]
 
+UNIT_TIMEOUT_S = 3600.0
+"""Default limit on one unit's computation (reading, steps, writing); PipelineManager(unit_timeout=)."""
+MAX_ABANDONED = 8
+"""Units abandoned for overrunning the limit after which the run stops."""
+
 
 @dataclass(frozen=True, slots=True)
 class Unit:
@@ -170,8 +175,10 @@ class Run:
     def __init__(self, spec: PipelineSpec, source: PlateSource, registry: FunctionRegistry, folder: Path,
                  status: RunStatus, *, executor: Executor, limiter: threading.Semaphore,
                  on_finish: Callable[[Run], None] = lambda run: None, dask: DaskTarget | None = None,
-                 ) -> None:
+                 unit_timeout: float | None = UNIT_TIMEOUT_S) -> None:
         self.spec, self.source, self.registry, self.folder = spec, source, registry, folder
+        self._unit_timeout = unit_timeout
+        self._abandoned = 0
         self._dask = dask
         self._data: Any = folder / "data"  # where planes are stored (a shared location for Dask runs)
         self._axes: tuple[tuple[Any, ...], tuple[Any, ...], tuple[Any, ...]] = ((), (), ())
@@ -370,22 +377,61 @@ class Run:
     def _unit(self, unit: Unit) -> None:
         try:
             if not self.cancelled:
-                self._compute_and_write(unit)
+                self._unit_in_time(unit)
         except Exception as exc:
             self.status.add_error(unit.label, f"{type(exc).__name__}: {exc}")
         finally:
             self.status.add_done()
             self._limiter.release()
 
-    def _compute_and_write(self, unit: Unit) -> None:
-        result = compute_unit(self.spec, self.registry, self.source, unit, self._gpu_id,
-                              cancelled=lambda: self.cancelled)
+    def _unit_in_time(self, unit: Unit) -> None:
+        """Run one unit in a thread of its own, at most ``unit_timeout`` seconds.
+
+        A thread cannot be killed: a unit that overruns is abandoned (its thread left to finish, or
+        hang, as a daemon thread), reported as a failed unit, and whatever it computes later is
+        discarded (it checks before each plane it would write). After ``MAX_ABANDONED`` of them the run
+        stops: a function that hangs every unit would otherwise pile up threads.
+        """
+        if self._unit_timeout is None:
+            self._compute_and_write(unit, threading.Event())
+            return
+        abandoned = threading.Event()
+        failure: list[BaseException] = []
+
+        def work() -> None:
+            try:
+                self._compute_and_write(unit, abandoned)
+            except BaseException as exc:  # re-raised in the pool thread below
+                failure.append(exc)
+
+        thread = threading.Thread(target=work, name=f"hcsfs-unit-{unit.label}", daemon=True)
+        thread.start()
+        thread.join(self._unit_timeout)
+        if thread.is_alive():
+            abandoned.set()
+            with self._lock:
+                self._abandoned += 1
+                too_many = self._abandoned >= MAX_ABANDONED
+            if too_many and not self.cancelled:
+                self.status.update(message=f"stopped: {self._abandoned} units timed out")
+                self.status.log(f"{self._abandoned} units timed out: stopping the run")
+                self.cancel()
+            raise TimeoutError(f"took longer than {self._unit_timeout:g} s: abandoned, its result "
+                               f"is discarded")
+        if failure:
+            raise failure[0]
+
+    def _compute_and_write(self, unit: Unit, abandoned: threading.Event) -> None:
+        def stop() -> bool:
+            return self.cancelled or abandoned.is_set()
+
+        result = compute_unit(self.spec, self.registry, self.source, unit, self._gpu_id, cancelled=stop)
         if result is None:
             return
         if result.oom_fallback:
             self.note_oom_fallback(unit.label)
         for key, plane in zip(result.keys, result.planes, strict=True):
-            if self.cancelled:
+            if stop():
                 return
             self._write_plane(key, plane)
         self.add_rows(result.rows)
