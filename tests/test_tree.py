@@ -78,3 +78,32 @@ def test_unknown_inodes_are_none() -> None:
     assert table.get((7 << 58) | 1) is None
     with pytest.raises(KeyError):
         table[12345]
+
+
+def test_prefetch_successors_follow_name_order() -> None:
+    from hcsfs.fs.prefetch import successors
+
+    key = PlaneKey("B02", 2, 3, 4, 5)
+    assert [k.name for k in successors(key)] == [
+        "B02_s002_w3_z004_t006.tif", "B02_s002_w3_z005_t001.tif",
+        "B02_s002_w4_z001_t001.tif", "B02_s003_w1_z001_t001.tif"]
+    assert [k.name for k in successors(PlaneKey("A01", z="max"))] == [
+        "A01_s001_w1_zmax_t002.tif", "A01_s001_w2_z001_t001.tif", "A01_s002_w1_z001_t001.tif"]
+
+
+def test_prefetcher_runs_the_latest_request_and_survives_errors() -> None:
+    import threading
+
+    from hcsfs.fs.prefetch import Prefetcher
+
+    done: list[int] = []
+    gate, started = threading.Event(), threading.Event()
+    prefetcher = Prefetcher()
+    prefetcher.submit(lambda: (started.set(), gate.wait(5), done.append(1)))
+    assert started.wait(5)
+    prefetcher.submit(lambda: done.append(2))  # replaced by the next one before it starts
+    prefetcher.submit(lambda: 1 / 0)
+    prefetcher.submit(lambda: done.append(3))
+    gate.set()
+    prefetcher.close()
+    assert done == [1, 3]

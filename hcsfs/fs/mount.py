@@ -149,6 +149,7 @@ class MountSession:
                         invalidator.stop()
                     if self.manager is not None:
                         self.manager.close()
+                    self.operations.prefetcher.close()
                     pyfuse3.close(unmount=True)
                     log.info("unmounted %s", self.mountpoint)
         finally:

@@ -31,6 +31,7 @@ from hcsfs.fs.control import ControlArea, SpecFile
 from hcsfs.fs.errno_map import fuse_errors
 from hcsfs.fs.invalidate import Invalidator
 from hcsfs.fs.overview_files import OverviewFiles
+from hcsfs.fs.prefetch import Prefetcher, successors
 from hcsfs.fs.tree import ROOT_INODE, Entry, InodeTable, Node, NodeKind
 from hcsfs.fs.writes import WritableOperations
 from hcsfs.naming import PlaneKey, parse_name
@@ -110,6 +111,7 @@ class PlateOperations(WritableOperations):
         self.cpu_limiter = trio.CapacityLimiter(os.cpu_count() or 1)
         self.io_limiter = trio.CapacityLimiter(io_threads)
         self._handles: dict[int, PlaneFile | _BytesFile | SpecFile] = {}
+        self.prefetcher = Prefetcher()
         self._listings: dict[int, _Listing] = {}
         self._next_fh = 1
         self._plate_json: bytes | None = None
@@ -371,7 +373,26 @@ class PlateOperations(WritableOperations):
             plane = await self._blocking(self._open_plane, source, node.key)
         else:
             plane = self._open_plane(source, node.key)
+        if isinstance(plane, EncodedFile) and not getattr(source, "planes_in_memory", False):
+            self._prefetch_after(source, node.key)
         return pyfuse3.FileInfo(fh=self._new_fh(plane), keep_cache=True)
+
+    def _prefetch_after(self, source: PlateSource, key: PlaneKey) -> None:
+        """Decode the plane a sequential reader opens next, in the background."""
+        ready = getattr(source, "info_ready", None)
+
+        def load() -> None:
+            for candidate in successors(key):
+                try:
+                    info = ready(candidate) if ready is not None else None
+                    info = info if info is not None else source.info(candidate)
+                except PlaneNotFoundError:
+                    continue
+                if info.layout is not None:
+                    self._load_pixels(source, info)()
+                return
+
+        self.prefetcher.submit(load)
 
     @fuse_errors
     async def read(  # type: ignore[override]  # pyfuse3 takes any contiguous buffer

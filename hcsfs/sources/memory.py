@@ -31,6 +31,8 @@ class MemoryPlate:
     blocking_info = False
     caches_planes = True
     """Planes are already decoded in RAM: the mount serves them without a plane cache of its own."""
+    planes_in_memory = True
+    """Nothing to decode ahead of a reader."""
 
     def __init__(
         self,
