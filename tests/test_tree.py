@@ -105,5 +105,12 @@ def test_prefetcher_runs_the_latest_request_and_survives_errors() -> None:
     prefetcher.submit(lambda: 1 / 0)
     prefetcher.submit(lambda: done.append(3))
     gate.set()
+    for _ in range(500):
+        if len(done) == 2:
+            break
+        threading.Event().wait(0.01)
     prefetcher.close()
+    assert done == [1, 3]
+    dropped = Prefetcher()
+    dropped.close()  # closing drops what has not started; nothing runs after close
     assert done == [1, 3]
