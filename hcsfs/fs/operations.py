@@ -13,6 +13,7 @@ outputs in its folder). Writes are handled in :mod:`hcsfs.fs.writes`.
 from __future__ import annotations
 
 import errno
+import functools
 import json
 import logging
 import os
@@ -52,6 +53,10 @@ T = TypeVar("T")
 XATTR_PREFIX = "user.hcs."
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND
 _READDIR_BATCH = 128
+
+
+def _same(value: T) -> T:
+    return value
 
 
 class _BytesFile:
@@ -143,7 +148,7 @@ class PlateOperations(WritableOperations):
             source = self._well_sources.get(well)
             if source is None:
                 source = self._well_sources[well] = WellSource(self.source, self._wells, well)
-            folders[well] = Entry(NodeKind.DIRECTORY, planes=lambda s=source: s)
+            folders[well] = Entry(NodeKind.DIRECTORY, planes=functools.partial(_same, source))
         return folders
 
     async def _blocking(self, fn: Callable[..., T], *args: Any, cpu: bool = False) -> T:

@@ -7,6 +7,7 @@ worker thread). Renders are kept once made (single flight: concurrent readers re
 
 from __future__ import annotations
 
+import functools
 import threading
 from typing import TYPE_CHECKING
 
@@ -45,8 +46,8 @@ class OverviewFiles:
         entries = {}
         for channel in geometry.channels:
             entries[f"w{channel}.tif"] = Entry(
-                NodeKind.FILE, lambda c=channel: self.tiff(c), size=lambda: self.tiff_size())
-            entries[f"w{channel}.png"] = Entry(NodeKind.FILE, lambda c=channel: self.png(c))
+                NodeKind.FILE, functools.partial(self.tiff, channel), size=self.tiff_size)
+            entries[f"w{channel}.png"] = Entry(NodeKind.FILE, functools.partial(self.png, channel))
         return entries
 
     def tiff_size(self) -> int:

@@ -80,7 +80,8 @@ def parse_selection(terms: Iterable[str]) -> Selection:
             axis, equals, values = term.partition("=")
             axis = axis.strip()
             if not equals or axis not in _AXES:
-                raise ValueError(f"--select {term!r}: expected AXIS=VALUES with AXIS one of {', '.join(_AXES)}")
+                raise ValueError(
+                    f"--select {term!r}: expected AXIS=VALUES with AXIS one of {', '.join(_AXES)}")
             chosen = _values(axis, values.strip())
             allowed[axis] = allowed[axis] & chosen if axis in allowed else chosen
     return Selection(tuple((axis, frozenset(v)) for axis, v in sorted(allowed.items())))
