@@ -81,6 +81,8 @@ class Watchdog:
         try:
             yield
         except OSError as exc:
+            timer.cancel()
+            timer.join()  # a firing watchdog first finishes its report (the abort caused this error)
             if not fired:
                 raise
             fired.append(f"(the blocked operation then failed: {exc!r})")
