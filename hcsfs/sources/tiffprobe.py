@@ -98,9 +98,16 @@ def _metamorph_channel(tif: tifffile.TiffFile) -> str | None:
 
 
 def probe_channel_name(path: str | Path) -> str | None:
-    """The channel (illumination setting) a MetaMorph/MetaXpress plane names in its header, if any."""
-    with tifffile.TiffFile(path) as tif:
-        return _metamorph_channel(tif)
+    """The channel (illumination setting) a MetaMorph/MetaXpress plane names in its header, if any.
+
+    A damaged header is a :class:`PlaneReadError` naming the file (tifffile raises ``struct.error``,
+    ``IndexError`` and others for short or garbled files, which callers must not have to know).
+    """
+    try:
+        with tifffile.TiffFile(path) as tif:
+            return _metamorph_channel(tif)
+    except Exception as exc:  # tifffile raises many types for damaged files
+        raise PlaneReadError(f"{path}: cannot read the TIFF header: {exc}") from exc
 
 
 def read_tiff_plane(path: Path) -> np.ndarray:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from hcsfs.errors import PlaneGoneError, PlaneNotFoundError, PlaneReadError, PlateCollisionError
 from hcsfs.naming import PlaneKey, sort_key
 from hcsfs.sources.base import PlaneInfo, PlateDescription
-from hcsfs.sources.tiffprobe import probe_channel_name, probe_tiff, read_tiff_format, read_tiff_plane
+from hcsfs.sources.tiffprobe import probe_channel_name, read_tiff_format, read_tiff_plane
 
 if TYPE_CHECKING:
     import numpy as np
@@ -218,7 +218,7 @@ class PassthroughSource:
         for key in self._workspace.keys[:1]:
             path = self.root / self._workspace.planes[key]
             try:
-                return probe_tiff(path)[2]
+                return read_tiff_format(path)[2]
             except (OSError, ValueError) as exc:  # a damaged first plane must not break the mount
                 log.warning("%s: no pixel size from %s: %s", self.root, path, exc)
         return None
