@@ -14,7 +14,46 @@ from hcsfs import __version__
 from hcsfs.cache import DEFAULT_CACHE_BYTES, parse_byte_size
 from hcsfs.errors import HcsfsError
 
-_SOURCE_OPTIONS = ("strict", "site_order", "acquisition", "zarr_impl")
+_S3_OPTIONS = ("anon", "endpoint_url", "region", "profile", "retries", "timeout", "disk_cache",
+               "disk_cache_size")
+_SOURCE_OPTIONS = ("strict", "site_order", "acquisition", "zarr_impl", *_S3_OPTIONS)
+
+
+class _PlateLocation(click.ParamType):
+    """A plate folder or store on disk (must exist), or an object-storage URL (``s3://...``)."""
+
+    name = "PATH|URL"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Path | str:
+        if isinstance(value, str) and "://" in value:
+            return value
+        path = Path(value)
+        if not path.exists():
+            self.fail(f"{value!r} does not exist", param, ctx)
+        return path
+
+
+PLATE = _PlateLocation()
+
+
+def _location(value: Path | str) -> str:
+    return str(value.absolute()) if isinstance(value, Path) else value
+
+
+def _s3_options(command: Any) -> Any:
+    """Options for plates on object storage (``s3://``), shared by mount, info and convert."""
+    for decorator in reversed([
+        click.option("--anon", is_flag=True, default=None, help="S3: public bucket, no credentials."),
+        click.option("--endpoint-url", metavar="URL", help="S3: endpoint (default: AWS config/env)."),
+        click.option("--region", help="S3: region."),
+        click.option("--profile", help="S3: AWS profile."),
+        click.option("--retries", type=int, help="S3: retries per request."),
+        click.option("--timeout", type=float, help="S3: seconds per request."),
+        click.option("--disk-cache", type=click.Path(file_okay=False), help="S3: on-disk chunk cache."),
+        click.option("--disk-cache-size", callback=_optional_byte_size, help="S3: its budget (10G)."),
+    ]):
+        command = decorator(command)
+    return command
 
 
 class _Group(click.Group):
@@ -40,6 +79,10 @@ def _selection(ctx: click.Context, param: click.Parameter, value: tuple[str, ...
     return value
 
 
+def _optional_byte_size(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
+    return None if value is None else _byte_size(ctx, param, value)
+
+
 def _byte_size(ctx: click.Context, param: click.Parameter, value: str) -> int:
     try:
         return parse_byte_size(value)
@@ -61,7 +104,7 @@ def _source_options(options: dict[str, Any]) -> dict[str, Any]:
 
 
 @main.command()
-@click.argument("source", type=click.Path(exists=True, path_type=Path))
+@click.argument("source", type=PLATE)
 @click.argument("mountpoint", type=click.Path(path_type=Path))
 @click.option("-f", "--foreground", is_flag=True, help="Stay attached (for systemd); log to stderr too.")
 @click.option("--format", "format_", metavar="NAME", help="Skip detection: tiff-folder, ...")
@@ -86,11 +129,18 @@ def _source_options(options: dict[str, Any]) -> dict[str, Any]:
               help="Phenix: number sites by field ID or position.")
 @click.option("--acquisition", help="OME-Zarr: serve only this acquisition ID.")
 @click.option("--zarr-impl", type=click.Choice(["zarr-python", "tensorstore"]), help="OME-Zarr reader.")
+@_s3_options
+@click.option("--scheduler", metavar="ADDRESS", help="Run pipelines on this Dask scheduler.")
+@click.option("--allow-scheduler", multiple=True, metavar="ADDRESS",
+              help="Another Dask scheduler a spec may name.")
+@click.option("--shared-outputs", metavar="DIR|URL",
+              help="Where Dask workers write outputs (a shared folder or s3://).")
 @click.option("--ready-fd", type=int, hidden=True)
 @click.pass_context
-def mount(ctx: click.Context, source: Path, mountpoint: Path, foreground: bool, format_: str | None,
+def mount(ctx: click.Context, source: Path | str, mountpoint: Path, foreground: bool, format_: str | None,
           cache_size: int, log_file: Path | None, allow_other: bool, xattrs: bool, pipelines: bool,
           outputs: Path | None, plugins: tuple[str, ...], select: tuple[str, ...],
+          scheduler: str | None, allow_scheduler: tuple[str, ...], shared_outputs: str | None,
           ready_fd: int | None, **options: Any) -> None:
     """Mount SOURCE (a plate folder or store) on MOUNTPOINT; returns once the mount answers."""
     from hcsfs.fs.daemon import report_failure, report_ready, start_daemon
@@ -106,7 +156,7 @@ def mount(ctx: click.Context, source: Path, mountpoint: Path, foreground: bool, 
         check_mountpoint(mountpoint)
         open_plate(source, format=format_, **source_options).close()  # fail here, not in the log
         args = ["--debug"] if debug else []
-        args += ["mount", str(source.absolute()), str(mountpoint.absolute()), "--foreground",
+        args += ["mount", _location(source), str(mountpoint.absolute()), "--foreground",
                  "--cache-size", str(cache_size), "--log-file", str(log_file)]
         args += ["--format", format_] if format_ else []
         args += ["--allow-other"] if allow_other else []
@@ -117,6 +167,10 @@ def mount(ctx: click.Context, source: Path, mountpoint: Path, foreground: bool, 
             args += ["--plugins", module]
         for terms in select:
             args += ["--select", terms]
+        args += ["--scheduler", scheduler] if scheduler else []
+        for address in allow_scheduler:
+            args += ["--allow-scheduler", address]
+        args += ["--shared-outputs", shared_outputs] if shared_outputs else []
         for name, value in source_options.items():
             flag = "--" + name.replace("_", "-")
             args += [flag] if value is True else [flag, str(value)]
@@ -126,8 +180,11 @@ def mount(ctx: click.Context, source: Path, mountpoint: Path, foreground: bool, 
     configure_logging(log_file=log_file, stderr=ready_fd is None, debug=debug)
     try:
         plate = open_plate(source, format=format_, cache_bytes=cache_size, **source_options)
-        options_ = MountOptions(cache_bytes=cache_size, allow_other=allow_other, xattrs=xattrs,
-                                pipelines=pipelines, outputs=outputs, plugins=plugins, select=select)
+        options_ = MountOptions(
+            cache_bytes=cache_size, allow_other=allow_other, xattrs=xattrs, pipelines=pipelines,
+            outputs=outputs, plugins=plugins, select=select, scheduler=scheduler,
+            allowed_schedulers=allow_scheduler, shared_outputs=shared_outputs,
+            s3_options={k: v for k, v in source_options.items() if k in _S3_OPTIONS})
         session = MountSession(plate, mountpoint, options_, plate_path=source)
         session.run(on_ready=lambda: report_ready(ready_fd), handle_signals=True)
     except HcsfsError as exc:
@@ -158,16 +215,17 @@ def unmount(mountpoint: Path) -> None:
 
 
 @main.command()
-@click.argument("source", type=click.Path(exists=True, path_type=Path))
+@click.argument("source", type=PLATE)
 @click.option("--format", "format_", metavar="NAME", help="Skip detection.")
 @click.option("--json", "as_json", is_flag=True, help="Print plate.json instead of a summary.")
-def info(source: Path, format_: str | None, as_json: bool) -> None:
+@_s3_options
+def info(source: Path | str, format_: str | None, as_json: bool, **options: Any) -> None:
     """Describe a plate: format, wells, sites, channels, z, t, dtype, plane shape, plane count."""
     from hcsfs.logconfig import configure_logging
     from hcsfs.sources import open_plate, plate_summary
 
     configure_logging(log_file=None, stderr=False, debug=False)
-    plate = open_plate(source, format=format_)
+    plate = open_plate(source, format=format_, **_source_options(options))
     try:
         summary = plate_summary(plate)
     finally:
@@ -210,8 +268,8 @@ def _span(values: list[Any]) -> str:
 
 
 @main.command()
-@click.argument("source", type=click.Path(exists=True, path_type=Path))
-@click.argument("destination", type=click.Path(path_type=Path))
+@click.argument("source", type=PLATE)
+@click.argument("destination")
 @click.option("--format", "format_", metavar="NAME", help="Skip detection of SOURCE's format.")
 @click.option("--ngff", type=click.Choice(["0.5", "0.4"]), default="0.5", show_default=True,
               help="OME-Zarr version (0.4 = zarr v2, for older readers).")
@@ -222,18 +280,28 @@ def _span(values: list[Any]) -> str:
               show_default=True)
 @click.option("--level", type=int, help="Compression level.")
 @click.option("--overwrite", is_flag=True, help="Replace DESTINATION if it exists.")
-def convert(source: Path, destination: Path, format_: str | None, ngff: str, chunks: str,
-            shard: bool, compressor: str, level: int | None, overwrite: bool) -> None:
+@_s3_options
+def convert(source: Path | str, destination: str, format_: str | None, ngff: str, chunks: str,
+            shard: bool, compressor: str, level: int | None, overwrite: bool, **options: Any) -> None:
     """Write the plate at SOURCE as an OME-Zarr HCS plate at DESTINATION."""
     from hcsfs.convert import convert_plate
     from hcsfs.logconfig import configure_logging
     from hcsfs.progress import Progress
 
     configure_logging(log_file=None, stderr=True, debug=False)
-    with Progress(f"converting {source.name}") as progress:
+    label = source.name if isinstance(source, Path) else source
+    chosen = _source_options(options)
+    s3 = {k: v for k, v in chosen.items() if k in _S3_OPTIONS}
+    # The S3 options apply to whichever side is on object storage.
+    open_options = chosen if isinstance(source, str) else {k: v for k, v in chosen.items() if k not in s3}
+    if "://" in destination:
+        from hcsfs.convert import DST_S3_OPTIONS
+
+        open_options.update({f"dst_{k}": v for k, v in s3.items() if f"dst_{k}" in DST_S3_OPTIONS})
+    with Progress(f"converting {label}") as progress:
         result = convert_plate(source, destination, format=format_, ngff=ngff, chunks=chunks,
                                shard="well" if shard else None, compressor=compressor, level=level,
-                               overwrite=overwrite, progress=progress.update)
+                               overwrite=overwrite, progress=progress.update, **open_options)
     click.echo(f"hcsfs: wrote {result.planes} planes ({result.wells} wells, {result.fields} fields) "
                f"to {result.path}")
 

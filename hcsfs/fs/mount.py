@@ -58,6 +58,19 @@ class MountOptions:
     """Modules whose ``register(registry)`` adds pipeline functions (the mount's owner trusts them)."""
     select: tuple[str, ...] = ()
     """Show only these planes (``channel=1,t=1-10``; see :func:`hcsfs.sources.views.parse_selection`)."""
+    scheduler: str | None = None
+    """A Dask scheduler address: pipeline runs execute there (docs/distributed.md)."""
+    allowed_schedulers: tuple[str, ...] = ()
+    shared_outputs: str | None = None
+    """Where Dask workers write outputs (a folder all of them see, or ``s3://``)."""
+    s3_options: dict[str, Any] | None = None
+
+    uid: int | None = None
+    """Owner shown for the plate's files and folders (default: the mounting user)."""
+    gid: int | None = None
+    umask: int | None = None
+    """Mode bits taken away from the plate's files (0444) and folders (0555); default 022. The
+    ``.pipelines/`` folder stays the mounting user's, writable by nobody else."""
 
     def fuse_options(self) -> set[str]:
         options = set(pyfuse3.default_options) | {"fsname=hcsfs", "subtype=hcsfs", "noatime"}
@@ -68,11 +81,16 @@ class MountOptions:
         return options
 
 
-def default_outputs_dir(plate_path: Path) -> Path:
-    """``~/.local/share/hcsfs/outputs/<plate name>-<hash of its absolute path>``: never inside the plate."""
-    resolved = plate_path.resolve()
-    digest = hashlib.sha256(str(resolved).encode()).hexdigest()[:12]
-    return Path(platformdirs.user_data_dir("hcsfs")) / "outputs" / f"{resolved.name}-{digest}"
+_S3_KEYWORDS = ("anon", "endpoint_url", "region", "profile", "retries", "timeout")
+
+
+def default_outputs_dir(plate: Path | str) -> Path:
+    """``~/.local/share/hcsfs/outputs/<plate name>-<hash of its absolute path or URL>``: local, never
+    inside the plate (nor its bucket)."""
+    location = plate if isinstance(plate, str) and "://" in plate else str(Path(plate).resolve())
+    name = location.rstrip("/").rsplit("/", 1)[-1] or "plate"
+    digest = hashlib.sha256(location.encode()).hexdigest()[:12]
+    return Path(platformdirs.user_data_dir("hcsfs")) / "outputs" / f"{name}-{digest}"
 
 
 def check_mountpoint(mountpoint: str | os.PathLike[str]) -> Path:
@@ -104,7 +122,7 @@ class MountSession:
     """One mount of one source; :meth:`run` blocks until unmounted or :meth:`stop` is called."""
 
     def __init__(self, source: PlateSource, mountpoint: str | os.PathLike[str],
-                 options: MountOptions = MountOptions(), *, plate_path: Path | None = None) -> None:
+                 options: MountOptions = MountOptions(), *, plate_path: Path | str | None = None) -> None:
         if options.select:
             source = SelectedSource(source, parse_selection(options.select))
         self.source = source
@@ -130,7 +148,8 @@ class MountSession:
                 self.manager = self._pipeline_manager(cleanup)
                 self.operations = PlateOperations(
                     self.source, cache_bytes=self.options.cache_bytes, xattrs=self.options.xattrs,
-                    manager=self.manager)
+                    manager=self.manager, uid=self.options.uid, gid=self.options.gid,
+                    umask=self.options.umask)
                 try:
                     pyfuse3.init(self.operations, str(self.mountpoint), self.options.fuse_options())
                 except RuntimeError as exc:
@@ -176,7 +195,10 @@ class MountSession:
                 control.run_changed(run)
 
         log.info("pipeline outputs go to %s", outputs)
-        return PipelineManager(self.source, outputs_dir=outputs, registry=registry, on_change=changed)
+        return PipelineManager(
+            self.source, outputs_dir=outputs, registry=registry, on_change=changed,
+            scheduler=self.options.scheduler, allowed_schedulers=self.options.allowed_schedulers,
+            shared_outputs=self.options.shared_outputs, s3_options=self.options.s3_options)
 
     async def _main(self, on_ready: Callable[[], None] | None, handle_signals: bool) -> None:
         self._token = trio.lowlevel.current_trio_token()
@@ -236,6 +258,8 @@ def mounted(
     outputs: str | os.PathLike[str] | None = None,
     plugins: tuple[str, ...] = (),
     select: tuple[str, ...] | str = (),
+    scheduler: str | None = None,
+    shared_outputs: str | None = None,
     format: str | None = None,
     ready_timeout: float = 60.0,
     **source_options: Any,
@@ -248,8 +272,12 @@ def mounted(
     plate = open_plate(source, format=format, cache_bytes=cache_bytes, **source_options)
     options = MountOptions(cache_bytes=cache_bytes, xattrs=xattrs, pipelines=pipelines,
                            outputs=None if outputs is None else Path(outputs), plugins=tuple(plugins),
-                           select=(select,) if isinstance(select, str) else tuple(select))
-    plate_path = None if isinstance(source, PlateSource) else Path(source)
+                           select=(select,) if isinstance(select, str) else tuple(select),
+                           scheduler=scheduler, shared_outputs=shared_outputs,
+                           s3_options={k: v for k, v in source_options.items() if k in _S3_KEYWORDS})
+    plate_path: Path | str | None = None
+    if not isinstance(source, PlateSource):
+        plate_path = source if isinstance(source, str) and "://" in source else Path(source)
     session = MountSession(plate, mountpoint, options, plate_path=plate_path)
     ready = threading.Event()
     failure: list[BaseException] = []
