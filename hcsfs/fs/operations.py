@@ -101,13 +101,14 @@ class PlateOperations(WritableOperations):
 
     def __init__(
         self, source: PlateSource, *, cache_bytes: int, io_threads: int = 16, xattrs: bool = True,
-        manager: PipelineManager | None = None,
+        manager: PipelineManager | None = None, uid: int | None = None, gid: int | None = None,
+        umask: int | None = None,
     ) -> None:
         super().__init__()
         self.source = source
         self.xattrs = xattrs
         self.tree = InodeTable()
-        self.policy = AttributePolicy.for_current_user(time.time_ns())
+        self.policy = AttributePolicy.for_current_user(time.time_ns(), uid=uid, gid=gid, umask=umask)
         # A plate file whose ctime is later than this changed while mounted. File systems may stamp from
         # the coarse clock (a tick behind), so a change in the mount's first tick can go unnoticed;
         # the other way round (a file written before the mount looking newer) cannot happen.
@@ -358,6 +359,8 @@ class PlateOperations(WritableOperations):
         if node.kind is NodeKind.DIRECTORY:
             raise pyfuse3.FUSEError(errno.EISDIR)
         if node.kind is NodeKind.SPEC:
+            if flags & _WRITE_FLAGS:
+                self._check_owner(ctx)
             return await self._open_spec(node, flags)
         if flags & _WRITE_FLAGS:
             raise pyfuse3.FUSEError(errno.EROFS)

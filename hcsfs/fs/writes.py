@@ -21,6 +21,7 @@ from hcsfs.fs.tree import Entry, NodeKind
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from hcsfs.fs.attributes import AttributePolicy
     from hcsfs.fs.control import ControlArea
     from hcsfs.fs.tree import InodeTable, Node
 
@@ -35,12 +36,20 @@ class WritableOperations(ReadOnlyOperations):
     if TYPE_CHECKING:
         control: ControlArea | None
         tree: InodeTable
+        policy: AttributePolicy
         _handles: dict[int, Any]
 
         def _node(self, inode: int) -> Node: ...
         def _new_fh(self, handle: Any) -> int: ...
         async def _blocking(self, fn: Callable[..., Any], *args: Any, cpu: bool = False) -> Any: ...
         async def _attributes(self, node: Node) -> pyfuse3.EntryAttributes: ...
+
+    def _check_owner(self, ctx: pyfuse3.RequestContext) -> None:
+        """Only the mount's owner (and root) changes ``.pipelines/``: the kernel already enforces the
+        modes (``default_permissions``); this holds even if a mount is made without that option."""
+        owner = self.policy.owner_uid
+        if owner is not None and ctx.uid not in (owner, 0):
+            raise pyfuse3.FUSEError(errno.EACCES)
 
     def _control_for(self, parent_inode: int) -> ControlArea:
         """The control area if ``parent_inode`` is the writable ``.pipelines/``; else EROFS."""
@@ -68,6 +77,7 @@ class WritableOperations(ReadOnlyOperations):
         self, parent_inode: int, name: bytes, mode: int, flags: int, ctx: pyfuse3.RequestContext
     ) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
         control = self._control_for(parent_inode)
+        self._check_owner(ctx)
         text = os.fsdecode(name)
         handle = await self._blocking(
             lambda: control.open(text, write=True, truncate=True, create=True))
@@ -91,6 +101,7 @@ class WritableOperations(ReadOnlyOperations):
         if node.kind is not NodeKind.SPEC:
             raise pyfuse3.FUSEError(errno.EROFS)
         control = self._control_for(node.parent)
+        self._check_owner(ctx)
         if fields.update_size:
             await self._blocking(control.truncate, node.name, attr.st_size)
         # mode, owner and times of spec files are not kept; accepting them keeps editors and cp -p happy
@@ -102,6 +113,7 @@ class WritableOperations(ReadOnlyOperations):
         flags: int, ctx: pyfuse3.RequestContext,
     ) -> None:
         control = self._control_for(parent_inode_old)
+        self._check_owner(ctx)
         if parent_inode_new != parent_inode_old:
             raise pyfuse3.FUSEError(errno.EXDEV)
         if flags & pyfuse3.RENAME_EXCHANGE:
@@ -115,4 +127,5 @@ class WritableOperations(ReadOnlyOperations):
     @fuse_errors
     async def unlink(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
         control = self._control_for(parent_inode)
+        self._check_owner(ctx)
         await self._blocking(control.unlink, os.fsdecode(name))
