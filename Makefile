@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test demo bench clean lint docs test-clients
+.PHONY: install test demo bench clean lint docs test-clients fuzz
 
 install: $(STAMP)
 
@@ -16,6 +16,10 @@ $(STAMP): pyproject.toml requirements/frameworks.txt
 
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The torture suite with long fuzz runs (10,000 spec documents, 50,000 names, ...) and 10x the reads.
+fuzz: install
+	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest tests/torture tests/test_naming.py tests/test_tiff.py $(PYTEST_ARGS)
 
 # Only the tests that drive real client programs (ImageJ, CellProfiler, libtiff, ImageMagick, GDAL).
 test-clients: install

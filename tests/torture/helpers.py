@@ -9,7 +9,7 @@ from pathlib import Path
 
 import tifffile
 
-from hcsfs import MemoryPlate, PlaneKey, open_plate
+from hcsfs import MemoryPlate, open_plate
 from hcsfs.sources.base import PlateSource
 from hcsfs.tiff import pixel_buffer, read_range
 from tests.plates import SAMPLES, memory_plate, plate_keys, write_tiff_folder
@@ -27,7 +27,8 @@ def imagexpress_folder(root: Path, plate: MemoryPlate) -> Path:
     folder = root / "TimePoint_1"
     folder.mkdir(parents=True)
     for key in plate.keys():
-        tifffile.imwrite(folder / f"screen_C2_{key.well}_s{key.site}_w{key.channel}.TIF", plate.read_plane(key))
+        name = f"screen_C2_{key.well}_s{key.site}_w{key.channel}.TIF"
+        tifffile.imwrite(folder / name, plate.read_plane(key))
     return root
 
 

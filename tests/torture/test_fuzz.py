@@ -151,7 +151,8 @@ DTYPES = ["u1", "u2", "u4", "i1", "i2", "i4", "f4", "f8", ">u2", ">f4", "?"]
 @given(shape=st.tuples(st.integers(1, 300), st.integers(1, 300)), dtype=st.sampled_from(DTYPES),
        pixel=st.one_of(st.none(), st.floats(1e-3, 1e3)), seed=st.integers(0, 2**32 - 1),
        ranges=st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 10**6)), min_size=1, max_size=12))
-def test_encoded_tiffs_decode_to_the_array_and_any_range_is_a_slice(shape, dtype, pixel, seed, ranges) -> None:  # type: ignore[no-untyped-def]
+def test_encoded_tiffs_decode_to_the_array_and_any_range_is_a_slice(  # type: ignore[no-untyped-def]
+        shape, dtype, pixel, seed, ranges) -> None:
     rng = np.random.default_rng(seed)
     plane = (rng.random(shape) * 200).astype(np.dtype(dtype))
     whole = encode_tiff(plane, pixel)
@@ -174,9 +175,11 @@ _json = st.recursive(_scalar, lambda inner: st.lists(inner, max_size=4)
                      | st.dictionaries(st.text(max_size=10), inner, max_size=4), max_leaves=25)
 _funcs = st.sampled_from(sorted(REGISTRY.names()) + ["os.system", "__import__", "eval", ""])
 _args = st.dictionaries(st.sampled_from(["sigma", "size", "radius", "low", "high", "nbins", "x", "min_size"]),
-                        _json | st.sampled_from([1e12, -1, 10**9, [0] * 50, "1e12", float("nan")]), max_size=3)
+                        _json | st.sampled_from([1e12, -1, 10**9, [0] * 50, "1e12", float("nan")]),
+                        max_size=3)
 _steps = st.lists(st.fixed_dictionaries({"func": _funcs}, optional={
-    "args": _args, "memory": st.sampled_from(["numpy", "torch", "cupy", "zz", 1]), "tables": _json}), max_size=4)
+    "args": _args, "memory": st.sampled_from(["numpy", "torch", "cupy", "zz", 1]), "tables": _json}),
+    max_size=4)
 _specs = st.fixed_dictionaries({}, optional={
     "steps": _steps | _json, "select": _json | st.fixed_dictionaries({}, optional={
         "well": st.lists(st.text(max_size=5)), "channel": st.lists(st.integers(-2, 10**7))}),
@@ -205,9 +208,11 @@ def test_any_spec_document_is_accepted_or_rejected_naming_a_field(doc: object, a
 
 @settings(max_examples=SPEC_EXAMPLES, deadline=None, suppress_health_check=SLOW)
 @given(text=st.one_of(st.text(max_size=200), st.binary(max_size=200).map(lambda b: b.decode("latin-1")),
-                      st.tuples(_tags, st.text(max_size=30)).map(lambda t: f"steps: [{{func: {t[0]}}}]\n{t[1]}"),
+                      st.tuples(_tags, st.text(max_size=30)).map(
+                          lambda t: f"steps: [{{func: {t[0]}}}]\n{t[1]}"),
                       st.integers(1, 400).map(lambda n: "[" * n + "]" * n),
-                      st.integers(1, 400).map(lambda n: "a:\n" + "".join(" " * i + "- b:\n" for i in range(n)))),
+                      st.integers(1, 400).map(
+                          lambda n: "a:\n" + "".join(" " * i + "- b:\n" for i in range(n)))),
        extension=st.sampled_from(["yaml", "json", "yml"]))
 def test_any_spec_text_is_rejected_naming_a_field_and_runs_nothing(text: str, extension: str) -> None:
     _answer(f"fuzz.{extension}", text.encode("utf-8", "surrogatepass"))

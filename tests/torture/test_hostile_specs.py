@@ -31,7 +31,8 @@ HOSTILE = {
 }
 
 
-def test_hostile_specs_are_refused_and_write_nothing_outside_their_folder(tmp_path: Path, mountpoint: Path) -> None:
+def test_hostile_specs_are_refused_and_write_nothing_outside_their_folder(tmp_path: Path,
+                                                                          mountpoint: Path) -> None:
     outputs = tmp_path / "outputs"
     marker = Path("/tmp/hcsfs-pwned")
     marker.unlink(missing_ok=True)

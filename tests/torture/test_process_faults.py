@@ -30,6 +30,7 @@ REPO = Path(__file__).resolve().parents[2]
 HCSFS = [sys.executable, "-m", "hcsfs"]
 ENV = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
 FIGURES: dict[str, float] = {}
+PLUGIN = "tests.pipeline_plugin"
 
 
 def cli(*args: object, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -109,6 +110,7 @@ def test_kill_9_mid_read_readers_fail_fast_unmount_and_remount(tmp_path: Path, c
     with watchdog.bound("reads after remount", 30, cleanup, pid=daemon_pid(cleanup), log_file=log):
         assert all((cleanup / n).read_bytes() == d for n, d in files.items())
     cli("unmount", cleanup)
+    print("process faults:", FIGURES)
 
 
 def test_sigterm_during_a_run_marks_it_cancelled_and_shows_only_complete_planes(
@@ -116,7 +118,7 @@ def test_sigterm_during_a_run_marks_it_cancelled_and_shows_only_complete_planes(
     source = unchanged(make_source("tiff-folder", tmp_path / "source"))
     outputs = tmp_path / "outputs"
     log = tmp_path / "daemon.log"
-    cli("mount", source, cleanup, "--outputs", outputs, "--plugins", "tests.pipeline_plugin", "--log-file", log)
+    cli("mount", source, cleanup, "--outputs", outputs, "--plugins", PLUGIN, "--log-file", log)
     pid = daemon_pid(cleanup)
     (cleanup / ".pipelines" / "slow.yaml").write_text(
         "output: tiff\nsteps: [{func: slow_copy, args: {seconds: 0.4}}]\n")
@@ -130,7 +132,7 @@ def test_sigterm_during_a_run_marks_it_cancelled_and_shows_only_complete_planes(
     [folder] = (outputs / "runs").iterdir()
     saved = json.loads((folder / "status.json").read_text())
     assert saved["state"] == "cancelled" and saved["done"] < saved["total"], saved
-    cli("mount", source, cleanup, "--outputs", outputs, "--plugins", "tests.pipeline_plugin", "--log-file", log)
+    cli("mount", source, cleanup, "--outputs", outputs, "--plugins", PLUGIN, "--log-file", log)
     try:
         with watchdog.bound("reading a cancelled run", 30, cleanup, pid=daemon_pid(cleanup), log_file=log):
             status = json.loads((cleanup / ".pipelines" / "slow.status").read_text())

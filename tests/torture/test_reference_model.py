@@ -84,10 +84,10 @@ def test_random_reads_equal_the_reference(kind: str, tmp_path: Path, mountpoint:
             for seed, plan in enumerate(process_plans):
                 plan_file = tmp_path / f"plan{seed}.json"
                 plan_file.write_text(json.dumps(plan))
-                readers.append(subprocess.Popen([sys.executable, "-c", _READER, str(mnt.path), str(plan_file)],
-                                                stdout=subprocess.PIPE, text=True))
-            threads = [threading.Thread(target=_thread_reads, args=(mnt.path, files, plan, mismatches, counter))
-                       for plan in plans]
+                command = [sys.executable, "-c", _READER, str(mnt.path), str(plan_file)]
+                readers.append(subprocess.Popen(command, stdout=subprocess.PIPE, text=True))
+            threads = [threading.Thread(target=_thread_reads,
+                                        args=(mnt.path, files, plan, mismatches, counter)) for plan in plans]
             for thread in threads:
                 thread.start()
             for thread in threads:
