@@ -344,6 +344,8 @@ def _parse_step(value: Any, i: int, registry: FunctionRegistry) -> StepSpec:
         definition.check(checked, f"{where}.args")
     tables = _list(doc.get("tables", []), f"{where}.tables")
     for j, table in enumerate(tables):
+        if not isinstance(table, str):  # a list or mapping here is unhashable: never reach the lookup
+            raise SpecError(f"{where}.tables[{j}]", f"a table name is a string, not {type(table).__name__}")
         if table not in definition.tables:
             offered = ", ".join(definition.tables) or "none"
             raise SpecError(f"{where}.tables[{j}]", f"{func} writes no table {table!r} (tables: {offered})")

@@ -218,6 +218,14 @@ def test_any_spec_text_is_rejected_naming_a_field_and_runs_nothing(text: str, ex
     _answer(f"fuzz.{extension}", text.encode("utf-8", "surrogatepass"))
 
 
+@pytest.mark.parametrize("tables", ["[[]]", "[{a: 1}]", "[1]", "[null]", "{a: 1}", "objects"])
+def test_unhashable_or_odd_table_names_are_rejected_naming_the_field(tables: str) -> None:
+    """Found by ``make fuzz``: ``tables: [[]]`` raised TypeError (unhashable list) instead of SpecError."""
+    with pytest.raises(SpecError) as caught:
+        parse_spec("a.yaml", f"steps: [{{func: label, tables: {tables}}}]\n".encode(), REGISTRY)
+    assert caught.value.field.startswith("steps[0].tables")
+
+
 @pytest.mark.parametrize("value", ["1e12", "1e308", "-1", "0", ".inf", ".nan", "[1, 2]", "'big'", "true",
                                    "99999999999999999999999999999", "{a: 1}", "null"])
 @pytest.mark.parametrize("arg", ["gaussian_filter.sigma", "median_filter.size", "tophat.radius",
