@@ -123,7 +123,9 @@ def test_sigterm_during_a_run_marks_it_cancelled_and_shows_only_complete_planes(
     (cleanup / ".pipelines" / "slow.yaml").write_text(
         "output: tiff\nsteps: [{func: slow_copy, args: {seconds: 0.4}}]\n")
     deadline = time.monotonic() + 30
-    while json.loads((cleanup / ".pipelines" / "slow.status").read_text())["done"] < 2:
+    status_file = cleanup / ".pipelines" / "slow.status"
+    # FUSE sends RELEASE after close() returned: the run (and its status file) starts a moment later
+    while not status_file.exists() or json.loads(status_file.read_text())["done"] < 2:
         assert time.monotonic() < deadline
         time.sleep(0.05)
     os.kill(pid, signal.SIGTERM)
