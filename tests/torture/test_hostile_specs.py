@@ -43,11 +43,14 @@ def test_hostile_specs_are_refused_and_write_nothing_outside_their_folder(tmp_pa
                 (mnt.path / ".pipelines" / filename).write_text(text)
             except OSError as exc:  # too large for a control file: refused at write time
                 assert filename == "huge.yaml", exc
-        time.sleep(0.5)
         for filename, (_, field) in HOSTILE.items():
             status_file = mnt.path / ".pipelines" / (Path(filename).stem + ".status")
             if filename == "huge.yaml":
                 continue
+            deadline = time.monotonic() + 30  # FUSE sends RELEASE after close() returned
+            while not status_file.exists():
+                assert time.monotonic() < deadline, filename
+                time.sleep(0.05)
             status = json.loads(status_file.read_text())
             assert status["state"] == "failed" and status["field"] == field, (filename, status)
             assert status["done"] == 0
