@@ -113,6 +113,10 @@ def _source_options(options: dict[str, Any]) -> dict[str, Any]:
 @click.option("--log-file", type=click.Path(path_type=Path),
               help="Default: ~/.local/state/hcsfs/logs/mount-<mountpoint>.log")
 @click.option("--allow-other", is_flag=True, help="Let other users see the mount (user_allow_other).")
+@click.option("--uid", type=int, help="Owner shown for the plate's files and folders (default: you).")
+@click.option("--gid", type=int, help="Group shown for the plate's files and folders.")
+@click.option("--umask", type=lambda v: int(v, 8), metavar="OCTAL",
+              help="Bits removed from files (0444) and folders (0555); default 022.")
 @click.option("--xattrs/--no-xattrs", default=True, show_default=True,
               help="user.hcs.* attributes; --no-xattrs makes ls -l of huge plates ~3x faster.")
 @click.option("--pipelines/--no-pipelines", default=True, show_default=True,
@@ -141,7 +145,8 @@ def mount(ctx: click.Context, source: Path | str, mountpoint: Path, foreground: 
           cache_size: int, log_file: Path | None, allow_other: bool, xattrs: bool, pipelines: bool,
           outputs: Path | None, plugins: tuple[str, ...], select: tuple[str, ...],
           scheduler: str | None, allow_scheduler: tuple[str, ...], shared_outputs: str | None,
-          ready_fd: int | None, **options: Any) -> None:
+          uid: int | None, gid: int | None, umask: int | None, ready_fd: int | None,
+          **options: Any) -> None:
     """Mount SOURCE (a plate folder or store) on MOUNTPOINT; returns once the mount answers."""
     from hcsfs.fs.daemon import report_failure, report_ready, start_daemon
     from hcsfs.fs.mount import MountOptions, MountSession, check_mountpoint
@@ -171,6 +176,9 @@ def mount(ctx: click.Context, source: Path | str, mountpoint: Path, foreground: 
         for address in allow_scheduler:
             args += ["--allow-scheduler", address]
         args += ["--shared-outputs", shared_outputs] if shared_outputs else []
+        args += ["--uid", str(uid)] if uid is not None else []
+        args += ["--gid", str(gid)] if gid is not None else []
+        args += ["--umask", f"{umask:o}"] if umask is not None else []
         for name, value in source_options.items():
             flag = "--" + name.replace("_", "-")
             args += [flag] if value is True else [flag, str(value)]
@@ -184,6 +192,7 @@ def mount(ctx: click.Context, source: Path | str, mountpoint: Path, foreground: 
             cache_bytes=cache_size, allow_other=allow_other, xattrs=xattrs, pipelines=pipelines,
             outputs=outputs, plugins=plugins, select=select, scheduler=scheduler,
             allowed_schedulers=allow_scheduler, shared_outputs=shared_outputs,
+            uid=uid, gid=gid, umask=umask,
             s3_options={k: v for k, v in source_options.items() if k in _S3_OPTIONS})
         session = MountSession(plate, mountpoint, options_, plate_path=source)
         session.run(on_ready=lambda: report_ready(ready_fd), handle_signals=True)

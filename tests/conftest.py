@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -48,6 +49,20 @@ def samples_unchanged() -> Iterator[None]:
     yield
     if before is not None:
         assert tree_checksums(SAMPLES) == before, "a test altered ../shared/samples"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_mount_left_behind(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Every test unmounts what it mounted: a leftover mount under the test folders fails the run."""
+    yield
+    from hcsfs.fs.mounttable import mount_entries
+
+    base = str(tmp_path_factory.getbasetemp().parent)
+    left = [e.mountpoint for e in mount_entries()
+            if e.fstype == "fuse.hcsfs" and e.mountpoint.startswith(base)]
+    for mountpoint in left:
+        subprocess.run(["fusermount3", "-uz", mountpoint], capture_output=True)
+    assert not left, f"mounts left behind by the tests: {left}"
 
 
 @pytest.fixture

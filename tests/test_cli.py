@@ -180,3 +180,15 @@ def test_run_and_status_need_a_mount(tmp_path: Path) -> None:
     assert done.returncode == 1 and "not an hcsfs mount" in done.stderr
     done = hcsfs("status", tmp_path, check=False)
     assert done.returncode == 1 and "not an hcsfs mount" in done.stderr
+
+
+@pytest.mark.mount
+def test_owner_and_umask_options_reach_the_daemon(plate_dir: Path, cleanup: Path) -> None:
+    hcsfs("mount", plate_dir, cleanup, "--uid", "65534", "--gid", "65534", "--umask", "077")
+    try:
+        plane = (cleanup / "A01_s001_w1_z001_t001.tif").stat()
+        assert (plane.st_uid, plane.st_gid) == (65534, 65534) and plane.st_mode & 0o777 == 0o400
+        pipelines = (cleanup / ".pipelines").stat()
+        assert pipelines.st_uid == os.getuid()  # the control folder stays the mounting user's
+    finally:
+        hcsfs("unmount", cleanup)

@@ -26,7 +26,7 @@ import trio
 
 from hcsfs.cache import DEFAULT_CACHE_BYTES, parse_byte_size
 from hcsfs.errors import MountError
-from hcsfs.fs.mounttable import MountState, probe_mountpoint, unmount
+from hcsfs.fs.mounttable import MountState, find_mount, probe_mountpoint, unmount
 from hcsfs.fs.operations import PlateOperations
 from hcsfs.sources import PlateSource, open_plate
 from hcsfs.sources.views import SelectedSource, parse_selection
@@ -170,9 +170,17 @@ class MountSession:
                         self.manager.close()
                     self.operations.prefetcher.close()
                     pyfuse3.close(unmount=True)
+                    self._clear_dead_mount()
                     log.info("unmounted %s", self.mountpoint)
         finally:
             _ONE_SESSION.release()
+
+    def _clear_dead_mount(self) -> None:
+        """libfuse skips unmounting when its connection was aborted (``/sys/fs/fuse/connections``):
+        the kernel then keeps a dead mount. Clear it, so no stale mountpoint outlives the session."""
+        if find_mount(self.mountpoint) is not None:
+            with contextlib.suppress(MountError):
+                log.info("%s: %s", self.mountpoint, unmount(self.mountpoint))
 
     def _pipeline_manager(self, cleanup: contextlib.ExitStack) -> PipelineManager | None:
         if not self.options.pipelines:
