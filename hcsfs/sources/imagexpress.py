@@ -7,7 +7,8 @@ On disk (see ``docs/formats.md``)::
         [ZStep_<z>/]              z, 1-based; files beside ZStep folders are the instrument's projection
           <prefix>_<well>[_s<site>][_w<wave>][_thumb][<GUID> | _[<GUID>]].tif
 
-and the newer MetaXpress Acquire layout, 0-based: ``timepoint<t>/<project>_t<t>_<well>_s<site>_w<wave>_z<z>.tif``.
+and the newer MetaXpress Acquire layout, 0-based:
+``timepoint<t>/<project>_t<t>_<well>_s<site>_w<wave>_z<z>.tif``.
 
 Opening walks those folders once (names only, no ``stat``), parses every name right to left and keeps
 the mapping in memory (:mod:`hcsfs.sources.workspace`). Thumbnails and junk are left out and listed;

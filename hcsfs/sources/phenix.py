@@ -210,7 +210,7 @@ class PhenixSource(PassthroughSource):
         rel_paths = [(image, _resolve(image.fields.get("URL", ""))) for image in index.images]
         present = _listing({(root / rel).parent for _, rel in rel_paths})
         missing_first: tuple[PlaneKey, str] | None = None
-        for image, key, rel in self._keys(index, rel_paths, sites):
+        for _image, key, rel in self._keys(index, rel_paths, sites):
             if root / rel in present:
                 builder.add(key, rel)
             else:

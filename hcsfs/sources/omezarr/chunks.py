@@ -85,7 +85,8 @@ class ChunkReader:
     def _load_chunk(self, ref: PlaneRef, coords: tuple[int, ...]) -> np.ndarray:
         meta = ref.meta
         region = tuple(
-            slice(c * r, min((c + 1) * r, s)) for c, r, s in zip(coords, meta.read_chunk, meta.shape)
+            slice(c * r, min((c + 1) * r, s))
+            for c, r, s in zip(coords, meta.read_chunk, meta.shape, strict=True)
         )
         disk_key = f"{ref.array_path}|{','.join(map(str, coords))}"
         if self.disk_cache is not None:

@@ -328,7 +328,7 @@ class ArrayMeta:
 
     def chunk_key(self, read_chunk_coords: tuple[int, ...]) -> str:
         """The store key holding a read chunk (its shard's key for a sharded array)."""
-        coords = [c * r // s for c, r, s in zip(read_chunk_coords, self.read_chunk, self.chunk)]
+        coords = [c * r // s for c, r, s in zip(read_chunk_coords, self.read_chunk, self.chunk, strict=True)]
         parts = [self.key_prefix] if self.key_prefix else []
         parts += [str(c) for c in coords]
         return self.separator.join(parts) if parts else "0"

@@ -104,7 +104,7 @@ class _Well:
 
 
 def _sizes(axes: tuple[str, ...], shape: tuple[int, ...]) -> tuple[int, int, int]:
-    size = dict(zip(axes, shape))
+    size = dict(zip(axes, shape, strict=False))
     return size.get("t", 1), size.get("c", 1), size.get("z", 1)
 
 
@@ -117,7 +117,7 @@ def _check_axes(axes: tuple[str, ...], meta: ArrayMeta, where: Node) -> list[int
     if min(meta.shape[-2:]) < 1:
         raise PlateFormatError(f"{where}: empty planes (shape {meta.shape})")
     fields = []
-    for position, (name, size) in enumerate(zip(axes[:-2], meta.shape[:-2])):
+    for position, (name, size) in enumerate(zip(axes[:-2], meta.shape[:-2], strict=False)):
         if name in _FIELD_AXES:
             fields.append(position)
         elif name not in ("t", "c", "z") and size != 1:
