@@ -8,6 +8,7 @@ reduction's name instead of an index (``zmax``).
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -61,6 +62,7 @@ def format_well(row: int, column: int) -> str:
     return f"{row_letters(row)}{column:02d}"
 
 
+@functools.lru_cache(maxsize=8192)  # a plate has few wells and every key names one
 def parse_well(well: str) -> tuple[int, int]:
     """``B03`` → ``(2, 3)``; rejects non-canonical spellings such as ``B3`` or ``B003``."""
     match = _WELL_RE.fullmatch(well)

@@ -272,7 +272,7 @@ class PlateOperations(WritableOperations):
     ) -> tuple[bytes, pyfuse3.EntryAttributes] | None:
         """Name and attributes of a listed plane; ``None`` leaves a non-plane out (any thread)."""
         assert listing.source is not None
-        node = self.tree.plane(listing.inode, key)
+        inode = self.tree.plane_inode(listing.inode, key)
         try:
             info = listing.source.info(key)
         except NotAPlaneError:
@@ -282,8 +282,8 @@ class PlateOperations(WritableOperations):
         except PlaneReadError as exc:
             # Listed so that the user sees it; opening it gives EIO with the reason in the log.
             log.warning("%s", exc)
-            return os.fsencode(node.name), self.policy.file(node.inode, 0)
-        return os.fsencode(node.name), self.policy.file(node.inode, info.size, info.mtime_ns)
+            return os.fsencode(key.name), self.policy.file(inode, 0)
+        return os.fsencode(key.name), self.policy.file(inode, info.size, info.mtime_ns)
 
     def _fill_batch(self, listing: _Listing, start: int) -> None:
         """Read the next batch of planes from ``start`` on (rewinding if the kernel seeks back)."""

@@ -1,8 +1,8 @@
 """``/.hcsfs/overview/w<channel>.tif`` and ``.png``: whole-plate montages, rendered on first read.
 
-The TIFF's size comes from the montage's fixed geometry, so ``ls -l`` shows it without rendering
-anything; a PNG's size is only known once encoded, so the first ``stat`` of a PNG renders it (in a
-worker thread). Renders are kept once made (single flight: concurrent readers render once).
+Both sizes come from the montage's fixed geometry (the PNG is written with uncompressed deflate
+blocks, see :mod:`hcsfs.png`), so ``ls -l`` and ``find`` show them without rendering anything.
+Renders are kept once made (single flight: concurrent readers render once).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from hcsfs.cache import ByteLRU
 from hcsfs.fs.tree import Entry, NodeKind
+from hcsfs.png import stored_png, stored_png_size
 from hcsfs.tiff import encode_tiff, plan_tiff
 
 if TYPE_CHECKING:
@@ -47,12 +48,17 @@ class OverviewFiles:
         for channel in geometry.channels:
             entries[f"w{channel}.tif"] = Entry(
                 NodeKind.FILE, functools.partial(self.tiff, channel), size=self.tiff_size)
-            entries[f"w{channel}.png"] = Entry(NodeKind.FILE, functools.partial(self.png, channel))
+            entries[f"w{channel}.png"] = Entry(
+                NodeKind.FILE, functools.partial(self.png, channel), size=self.png_size)
         return entries
 
     def tiff_size(self) -> int:
         geometry = self.geometry()
         return plan_tiff(geometry.shape, geometry.dtype, geometry.pixel_size_um).size
+
+    def png_size(self) -> int:
+        geometry = self.geometry()
+        return stored_png_size(geometry.shape, geometry.dtype)
 
     def _montage(self, channel: int | str) -> bytes:
         from hcsfs.overview import render_overview
@@ -74,12 +80,10 @@ class OverviewFiles:
     def png(self, channel: int | str) -> bytes:
         import numpy as np
 
-        from hcsfs.overview import overview_png
-
         geometry = self.geometry()
 
         def encode() -> bytes:
             montage = np.frombuffer(self._montage(channel), geometry.dtype).reshape(geometry.shape)
-            return overview_png(montage)
+            return stored_png(montage)
 
         return self._rendered.get_or_load(("png", channel), encode)
