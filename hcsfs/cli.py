@@ -148,7 +148,12 @@ def mount(ctx: click.Context, source: Path | str, mountpoint: Path, foreground: 
           uid: int | None, gid: int | None, umask: int | None, ready_fd: int | None,
           **options: Any) -> None:
     """Mount SOURCE (a plate folder or store) on MOUNTPOINT; returns once the mount answers."""
-    from hcsfs.fs.daemon import report_failure, report_ready, start_daemon
+    from hcsfs.fs.daemon import (
+        report_failure,
+        report_ready,
+        return_large_buffers_to_the_system,
+        start_daemon,
+    )
     from hcsfs.fs.mount import MountOptions, MountSession, check_mountpoint
     from hcsfs.logconfig import configure_logging, default_log_file
     from hcsfs.sources import open_plate
@@ -186,6 +191,7 @@ def mount(ctx: click.Context, source: Path | str, mountpoint: Path, foreground: 
         click.echo(f"hcsfs: mounted {source} on {mountpoint} (pid {pid}, log {log_file})")
         return
     configure_logging(log_file=log_file, stderr=ready_fd is None, debug=debug)
+    return_large_buffers_to_the_system()
     try:
         plate = open_plate(source, format=format_, cache_bytes=cache_size, **source_options)
         options_ = MountOptions(

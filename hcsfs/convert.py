@@ -131,6 +131,15 @@ def _partial_path(dst: Path) -> Path:
     return dst.with_name(f".{dst.name}.hcsfs-partial-{os.getpid()}")
 
 
+def _write_plate(source: PlateSource, writer: OmeZarrPlateWriter, fields: list[_Field], total: int,
+                 progress: Progress | None, threads: int) -> None:
+    """Every field image, in worker threads, then the plate's metadata once."""
+    converter = _Converter(source, writer, total, progress)
+    with ThreadPoolExecutor(max(1, threads), thread_name_prefix="hcsfs-convert") as pool:
+        list(pool.map(converter.field, fields))
+    writer.finish(acquisition_name=f"hcsfs convert from {source.format_name}")
+
+
 def convert_plate(
     src: str | os.PathLike[str] | PlateSource,
     dst: str | os.PathLike[str],
@@ -173,11 +182,8 @@ def convert_plate(
     name = Path(source.describe().source).name or dst.stem
     writer = OmeZarrPlateWriter(partial, options, name=name)
     total = sum(len(f.keys) for f in fields)
-    converter = _Converter(source, writer, total, progress)
     try:
-        with ThreadPoolExecutor(max(1, threads), thread_name_prefix="hcsfs-convert") as pool:
-            list(pool.map(converter.field, fields))
-        writer.finish(acquisition_name=f"hcsfs convert from {source.format_name}")
+        _write_plate(source, writer, fields, total, progress, threads)
         _replace(partial, dst)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
@@ -215,11 +221,8 @@ def _convert_to_remote(src: str | os.PathLike[str] | PlateSource, dst: RemotePat
         name = Path(source.describe().source).name or dst.name
         writer = OmeZarrPlateWriter(dst, options, name=name)
         total = sum(len(f.keys) for f in fields)
-        converter = _Converter(source, writer, total, progress)
         try:
-            with ThreadPoolExecutor(max(1, threads), thread_name_prefix="hcsfs-convert") as pool:
-                list(pool.map(converter.field, fields))
-            writer.finish(acquisition_name=f"hcsfs convert from {source.format_name}")
+            _write_plate(source, writer, fields, total, progress, threads)
         except BaseException:
             with contextlib.suppress(Exception):
                 dst.delete_tree()  # what was written has no plate document: remove it

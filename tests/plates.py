@@ -74,3 +74,19 @@ def tree_checksums(root: Path) -> dict[str, tuple[str, int, int]]:
             sums[str(path.relative_to(root))] = (
                 hashlib.sha256(path.read_bytes()).hexdigest(), st.st_size, st.st_mtime_ns)
     return sums
+
+
+def imagexpress_folder(root: Path, plate: MemoryPlate) -> Path:
+    """The plate as an ImageXpress folder: TimePoint_1 with MetaXpress names."""
+    folder = root / "TimePoint_1"
+    folder.mkdir(parents=True)
+    for key in plate.keys():
+        name = f"screen_C2_{key.well}_s{key.site}_w{key.channel}.TIF"
+        tifffile.imwrite(folder / name, plate.read_plane(key))
+    return root
+
+
+def zarr_plate(root: Path, plate: MemoryPlate) -> Path:
+    from hcsfs.convert import convert_plate
+
+    return convert_plate(plate, root / "plate.zarr").path

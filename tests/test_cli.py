@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from hcsfs.fs.mounttable import MountState, find_mount, probe_mountpoint
+from tests.daemons import daemon_pid, wait_gone
 from tests.plates import memory_plate, write_tiff_folder
 
 HCSFS = [sys.executable, "-m", "hcsfs"]
@@ -36,24 +37,6 @@ def cleanup(mountpoint: Path) -> Iterator[Path]:
     yield mountpoint
     if find_mount(mountpoint) is not None:
         subprocess.run(["fusermount3", "-uz", str(mountpoint)], capture_output=True)
-
-
-def _daemon_pid(mountpoint: Path) -> int:
-    out = subprocess.run(["pgrep", "-f", f"hcsfs mount .* {mountpoint} --foreground"],
-                         capture_output=True, text=True).stdout.split()
-    assert len(out) == 1, out
-    return int(out[0])
-
-
-def _wait_gone(pid: int, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"process {pid} is still alive")
 
 
 def test_version_and_help() -> None:
@@ -115,18 +98,18 @@ def test_mount_errors_are_one_clear_line(plate_dir: Path, cleanup: Path, tmp_pat
 @pytest.mark.mount
 def test_sigterm_unmounts_cleanly(plate_dir: Path, cleanup: Path) -> None:
     hcsfs("mount", plate_dir, cleanup)
-    pid = _daemon_pid(cleanup)
+    pid = daemon_pid(cleanup)
     os.kill(pid, signal.SIGTERM)
-    _wait_gone(pid)
+    wait_gone(pid)
     assert find_mount(cleanup) is None and os.listdir(cleanup) == []
 
 
 @pytest.mark.mount
 def test_kill_9_leaves_a_stale_mount_that_unmount_clears(plate_dir: Path, cleanup: Path) -> None:
     hcsfs("mount", plate_dir, cleanup)
-    pid = _daemon_pid(cleanup)
+    pid = daemon_pid(cleanup)
     os.kill(pid, signal.SIGKILL)
-    _wait_gone(pid)
+    wait_gone(pid)
     assert probe_mountpoint(cleanup) == MountState.STALE
     refused = hcsfs("mount", plate_dir, cleanup, check=False)
     assert refused.returncode == 1 and "stale" in refused.stderr and "hcsfs unmount" in refused.stderr

@@ -24,7 +24,7 @@ from skimage.measure import label as sk_label
 import hcsfs
 from hcsfs import MemoryPlate, PlaneKey
 from hcsfs.demo import cells_plane
-from tests.plates import write_tiff_folder
+from tests.plates import imagexpress_folder, write_tiff_folder, zarr_plate
 
 pytestmark = pytest.mark.mount
 
@@ -266,23 +266,7 @@ def test_cli_run_status_and_outputs_that_survive_a_remount(tmp_path: Path, mount
         subprocess.run([*hcsfs_cli, "unmount", str(mountpoint)], check=True)
 
 
-def _imagexpress_plate(root: Path, plate: MemoryPlate) -> Path:
-    """The plate's planes as an ImageXpress folder (TimePoint_1, MetaXpress names, an HTD)."""
-    folder = root / "TimePoint_1"
-    folder.mkdir(parents=True)
-    for key in plate.keys():
-        name = f"screen_C2_{key.well}_s{key.site}_w{key.channel}.TIF"
-        tifffile.imwrite(folder / name, plate.read_plane(key))
-    return root
-
-
-def _zarr_plate(root: Path, plate: MemoryPlate) -> Path:
-    from hcsfs.convert import convert_plate
-
-    return convert_plate(plate, root / "plate.zarr").path
-
-
-@pytest.mark.parametrize("make_source", [_imagexpress_plate, _zarr_plate], ids=["imagexpress", "ome-zarr"])
+@pytest.mark.parametrize("make_source", [imagexpress_folder, zarr_plate], ids=["imagexpress", "ome-zarr"])
 def test_pipelines_over_instrument_and_zarr_sources(
     tmp_path: Path, mountpoint: Path, make_source: Callable[[Path, MemoryPlate], Path], unchanged  # type: ignore[no-untyped-def]
 ) -> None:

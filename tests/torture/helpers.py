@@ -12,7 +12,14 @@ import tifffile
 from hcsfs import MemoryPlate, open_plate
 from hcsfs.sources.base import PlateSource
 from hcsfs.tiff import pixel_buffer, read_range
-from tests.plates import SAMPLES, memory_plate, plate_keys, write_tiff_folder
+from tests.plates import (  # noqa: F401  (re-exported for the torture tests)
+    SAMPLES,
+    imagexpress_folder,
+    memory_plate,
+    plate_keys,
+    write_tiff_folder,
+    zarr_plate,
+)
 
 SOURCE_TYPES = ("memory", "tiff-folder", "imagexpress", "phenix", "ome-zarr")
 
@@ -22,20 +29,6 @@ def small_plate(shape: tuple[int, int] = (96, 130), dtype: str = "u2") -> Memory
     return memory_plate(plate_keys(("A01", "B02", "AF48"), sites=2, channels=2), shape=shape, dtype=dtype)
 
 
-def imagexpress_folder(root: Path, plate: MemoryPlate) -> Path:
-    """The plate as an ImageXpress folder: TimePoint_1 with MetaXpress names."""
-    folder = root / "TimePoint_1"
-    folder.mkdir(parents=True)
-    for key in plate.keys():
-        name = f"screen_C2_{key.well}_s{key.site}_w{key.channel}.TIF"
-        tifffile.imwrite(folder / name, plate.read_plane(key))
-    return root
-
-
-def zarr_plate(root: Path, plate: MemoryPlate) -> Path:
-    from hcsfs.convert import convert_plate
-
-    return convert_plate(plate, root / "plate.zarr").path
 
 
 def make_source(kind: str, root: Path, plate: MemoryPlate | None = None) -> PlateSource | Path:

@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 
 from hcsfs import MemoryPlate, PlaneKey
+from tests.daemons import daemon_pid
 from tests.torture.helpers import zarr_plate
-from tests.torture.test_process_faults import cli, daemon_pid
+from tests.torture.test_process_faults import cli
 
 pytestmark = pytest.mark.mount
 

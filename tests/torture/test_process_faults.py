@@ -22,6 +22,7 @@ import pytest
 import hcsfs
 from hcsfs import MemoryPlate
 from hcsfs.fs.mounttable import MountState, find_mount, probe_mountpoint
+from tests.daemons import daemon_pid, wait_gone
 from tests.torture.helpers import make_source, reference_files, small_plate
 
 pytestmark = pytest.mark.mount
@@ -40,22 +41,6 @@ def cli(*args: object, check: bool = True, timeout: float = 60) -> subprocess.Co
     return done
 
 
-def daemon_pid(mountpoint: Path) -> int:
-    out = subprocess.run(["pgrep", "-f", f"hcsfs mount .* {mountpoint} --foreground"],
-                         capture_output=True, text=True).stdout.split()
-    assert len(out) == 1, out
-    return int(out[0])
-
-
-def wait_gone(pid: int, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"process {pid} is still alive")
 
 
 @pytest.fixture
