@@ -1,6 +1,6 @@
 """Pipelines: gaussian + Otsu + label over a generated plate, through ``.pipelines`` vs in-process numpy.
 
-The plate is a MemoryPlate of blob images (16 wells x 2 z of 512 x 512 uint16, one channel). The
+The plate is a MemoryPlate of blob images (48 wells x 4 z of 512 x 512 uint16, one channel). The
 baseline calls the same numpy functions (scipy's ``gaussian_filter``, an Otsu threshold over each
 ``[Z, Y, X]`` unit, scipy's ``label``) in-process, one unit after the other, on the same planes. The
 hcsfs case writes the spec into ``<mount>/.pipelines/`` of a real mount and waits for the status to
@@ -25,7 +25,7 @@ from scipy import ndimage as ndi
 
 from hcsfs import MemoryPlate, PlaneKey
 
-WELLS, ZS, SHAPE = 16, 2, (512, 512)
+WELLS, ZS, SHAPE = 48, 4, (512, 512)
 GOAL = 1.3
 SPEC = """steps:
   - {{func: gaussian_filter, memory: {memory}, args: {{sigma: 2}}}}
@@ -129,10 +129,10 @@ def run(workdir: Path) -> list[dict[str, Any]]:
 
     hm.load_frameworks("numpy", "torch")
     baseline(plate)  # warm up scipy and the page cache of the code
-    base = min(baseline(plate) for _ in range(2))
+    base = min(baseline(plate) for _ in range(3))
     with _through_mount(plate, workdir) as (through, how):
         through("warmup", SPEC.format(memory="torch", tables=""))  # imports, thread pool, zarr
-        numpy_s = min(through(f"bench{i}", SPEC.format(memory="numpy", tables="")) for i in range(2))
+        numpy_s = min(through(f"bench{i}", SPEC.format(memory="numpy", tables="")) for i in range(3))
         torch_s = min(through(f"torch{i}", SPEC.format(memory="torch", tables="")) for i in range(2))
         table_s = min(through(f"table{i}", SPEC.format(memory="numpy", tables=", tables: [objects]"))
                       for i in range(2))

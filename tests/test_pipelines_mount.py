@@ -287,3 +287,11 @@ def test_pipelines_over_instrument_and_zarr_sources(
 
 def plate_format(mnt: Path) -> str:
     return str(json.loads((mnt / ".hcsfs" / "plate.json").read_text())["format"])
+
+
+def test_status_exists_as_soon_as_the_writer_closes(mounted_cells: tuple[Path, MemoryPlate]) -> None:
+    """`cat > x.yaml && cat x.status` must see the run: the spec is taken at close(2), not later."""
+    mnt, _ = mounted_cells
+    for attempt in range(5):
+        write_spec(mnt, f"quick{attempt}.yaml", "output: memory\nsteps:\n  - {func: clip}\n")
+        assert status(mnt, f"quick{attempt}")["state"] in ("queued", "running", "done")

@@ -173,8 +173,23 @@ class ControlArea:
             handle.dirty = write and (truncate or create)
         return handle
 
+    def flush(self, handle: SpecFile) -> None:
+        """``close(2)`` of a writer: if it is the file's only writer, hand a spec over now.
+
+        FUSE sends ``flush`` before ``close`` returns but ``release`` only afterwards, so acting here
+        makes ``cat > x.yaml && cat x.status`` see the new run. ``release`` still submits anything
+        written after this point (a writer that kept a duplicated descriptor).
+        """
+        if not handle.writable or not handle.dirty or not is_spec_name(handle.name):
+            return
+        with self._lock:
+            only_writer = self._writers.get(handle.name) == 1
+        if only_writer:
+            handle.dirty = False
+            self._submit(handle.name, bytes(handle.data))
+
     def release(self, handle: SpecFile) -> None:
-        """A writer closed the file: hand a spec to the manager, keep anything else as a draft."""
+        """A writer's last reference is gone: submit what a flush did not, keep other names as drafts."""
         if not handle.writable:
             return
         with self._lock:

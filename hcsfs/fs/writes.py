@@ -8,6 +8,7 @@ Creating, writing, truncating (``echo > spec``), renaming into place and unlinki
 from __future__ import annotations
 
 import errno
+import logging
 import os
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
     from hcsfs.fs.tree import InodeTable, Node
 
 __all__ = ["WritableOperations"]
+
+log = logging.getLogger("hcsfs.fs")
 
 _EROFS = pyfuse3.FUSEError(errno.EROFS)
 
@@ -84,6 +87,15 @@ class WritableOperations(ReadOnlyOperations):
         node = self._spec_node(text)
         info = pyfuse3.FileInfo(fh=self._new_fh(handle), keep_cache=False, direct_io=True)
         return info, await self._attributes(node)
+
+    async def flush(self, fh: int) -> None:
+        handle = self._handles.get(fh)
+        if isinstance(handle, SpecFile) and self.control is not None:
+            control = self.control
+            try:
+                await self._blocking(control.flush, handle)
+            except Exception:  # the run's status says what failed; close(2) itself succeeds
+                log.exception("handing .pipelines/%s to the pipeline manager failed", handle.name)
 
     @fuse_errors
     async def write(self, fh: int, off: int, buf: bytes) -> int:
