@@ -35,7 +35,7 @@ def missing(reason: str) -> None:
     """Skip outside CI, fail in CI: a missing client is a broken CI machine, not a pass."""
     if IN_CI:
         pytest.fail(f"CI lacks a client: {reason}", pytrace=False)
-    pytest.skip(reason)
+    pytest.skip(reason=reason)
 
 
 def need_tool(name: str) -> str:

@@ -112,7 +112,7 @@ def test_this_machine_can_mount() -> None:
     from tests.conftest import fuse_problem
 
     if fuse_problem() is not None:
-        pytest.skip(fuse_problem())
+        pytest.skip(reason=fuse_problem())
     names = {c.name: c for c in run_checks()}
     for name in ("/dev/fuse", "fusermount3", "pyfuse3"):
         assert names[name].ok is True, names[name]

@@ -97,7 +97,7 @@ def test_mount_t_hcsfs_through_mount8(tmp_path: Path, mountpoint: Path, unchange
     """mount(8) finds /sbin/mount.hcsfs: installed for the test (root in CI only), then removed."""
     installed = Path("/sbin/mount.hcsfs")
     if os.geteuid() != 0 or not IN_CI:
-        pytest.skip("needs root and CI=true: it installs /sbin/mount.hcsfs for the duration of the test")
+        pytest.skip(reason="needs root and CI=true: it installs /sbin/mount.hcsfs for the test's duration")
     if shutil.which("mount") is None:
         pytest.fail("mount(8) is missing (apt-get install mount)")
     plate = memory_plate()

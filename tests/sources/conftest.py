@@ -23,7 +23,7 @@ def samples() -> Iterator[Path]:
         message = f"real instrument samples not found under {SAMPLES}"
         if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
             pytest.fail(message)  # CI has ../shared beside the clone: missing samples are a failure
-        pytest.skip(message)
+        pytest.skip(reason=message)
     before = {name: tree_digest(SAMPLES / name) for name in _USED}
     yield SAMPLES
     after = {name: tree_digest(SAMPLES / name) for name in _USED}

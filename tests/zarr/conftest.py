@@ -31,5 +31,5 @@ def samples() -> Path:
     if not (SAMPLES / "omezarr_v04_plate_meta").is_dir():
         if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
             pytest.fail(f"OME-Zarr samples not found under {SAMPLES}")
-        pytest.skip(f"OME-Zarr samples not found under {SAMPLES}")
+        pytest.skip(reason=f"OME-Zarr samples not found under {SAMPLES}")
     return SAMPLES

@@ -187,7 +187,7 @@ def test_iohub_reads_it_back(tmp_path: Path, plate: MemoryPlate, ngff: str) -> N
     if python is None:
         if IN_CI and "Python >= 3.12" not in why:
             pytest.fail(why)
-        pytest.skip(why)
+        pytest.skip(reason=why)
     path = tmp_path / "p.zarr"
     convert_plate(plate, path, ngff=ngff)
     done = subprocess.run([python, "-c", _IOHUB_SCRIPT, str(path)], capture_output=True, text=True,
