@@ -18,6 +18,14 @@ from hcsfs.fs.mounttable import find_mount, unmount
 from hcsfs.naming import PlaneKey
 
 PIXEL_SIZE_UM = 0.65
+NUCLEI_SPEC = """\
+# Segment the nuclei of channel 1: smooth, threshold, label; one row per nucleus in objects.csv.
+select: {channel: [1]}
+steps:
+  - {func: gaussian_filter, args: {sigma: 2}}
+  - {func: threshold_otsu}
+  - {func: label, tables: [objects, object_counts]}
+"""
 WELLS = ("A01", "A02", "A03", "B01", "B02", "B03")
 
 
@@ -59,6 +67,8 @@ def main() -> None:
     if not plate.exists():
         print(f"demo: wrote {write_demo_plate(plate)} planes to {plate}")
     mnt.mkdir(parents=True, exist_ok=True)
+    spec = (args.dir / "nuclei.yaml").absolute()
+    spec.write_text(NUCLEI_SPEC)
     hcsfs = [sys.executable, "-m", "hcsfs"]
     subprocess.run([*hcsfs, "info", str(plate)], check=True)
     subprocess.run([*hcsfs, "mount", str(plate), str(mnt)], check=True)
@@ -72,6 +82,10 @@ Try:
   getfattr -d {mnt}/A01_s001_w1_z001_t001.tif
   cp -r {mnt} /tmp/plate-copy;  rsync -a {mnt}/ /tmp/plate-rsync/
   fiji {mnt}/A01_s001_w1_z001_t001.tif      # pixel size 0.65 micron is shown
+  fiji {mnt}/.hcsfs/overview/w1.tif         # the whole plate at a glance
+A pipeline (segment the nuclei; outputs and objects.csv appear in {mnt}/nuclei/):
+  .venv/bin/hcsfs run {mnt} {spec} --wait
+  .venv/bin/hcsfs status {mnt};  ls {mnt}/nuclei/
 When done:
   .venv/bin/hcsfs unmount {mnt}""")
 

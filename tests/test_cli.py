@@ -175,3 +175,20 @@ def test_owner_and_umask_options_reach_the_daemon(plate_dir: Path, cleanup: Path
         assert pipelines.st_uid == os.getuid()  # the control folder stays the mounting user's
     finally:
         hcsfs("unmount", cleanup)
+
+
+@pytest.mark.mount
+def test_demo_mounts_a_plate_and_its_pipeline_runs(tmp_path: Path) -> None:
+    """What `make demo` does, in a temporary folder, followed by the pipeline it suggests."""
+    done = subprocess.run([sys.executable, "-m", "hcsfs.demo", "--dir", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120)
+    mnt = tmp_path / "mnt"
+    try:
+        assert done.returncode == 0, done.stderr
+        assert "(24 planes)" in done.stdout and "hcsfs run" in done.stdout
+        assert len([n for n in os.listdir(mnt) if n.endswith(".tif")]) == 24
+        hcsfs("run", mnt, tmp_path / "nuclei.yaml", "--wait", "--timeout", "120")
+        assert (mnt / "nuclei" / "objects.csv").read_text().startswith("well,site,channel,z,t,label")
+    finally:
+        if find_mount(mnt) is not None:
+            hcsfs("unmount", mnt)
