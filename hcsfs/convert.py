@@ -191,10 +191,7 @@ def convert_plate(
     finally:
         if source is not src:
             source.close()
-    result.planes = total
-    result.fields = len(fields)
-    result.wells = len({f.well for f in fields})
-    return result
+    return _counted(result, fields)
 
 
 def _convert_to_remote(src: str | os.PathLike[str] | PlateSource, dst: RemotePath,
@@ -230,7 +227,11 @@ def _convert_to_remote(src: str | os.PathLike[str] | PlateSource, dst: RemotePat
     finally:
         if source is not src:
             source.close()
-    result.planes = total
+    return _counted(result, fields)
+
+
+def _counted(result: ConvertResult, fields: list[_Field]) -> ConvertResult:
+    result.planes = sum(len(f.keys) for f in fields)
     result.fields = len(fields)
     result.wells = len({f.well for f in fields})
     return result
