@@ -23,7 +23,9 @@ from hcsfs.memory import MemoryType, memory_spec, memory_types
 
 __all__ = [
     "REQUIRED",
+    "ArrayParam",
     "FunctionDef",
+    "RESULT_KINDS",
     "FunctionRegistry",
     "Param",
     "TableDef",
@@ -111,6 +113,23 @@ def _num(value: float | None) -> str:
     return "-inf" if value is None else f"{value:g}"
 
 
+RESULT_KINDS = ("image", "mask", "labels")
+"""What a step's result is: intensities, a 0/1 mask, or ``int32`` object labels (0: background)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ArrayParam:
+    """An array argument besides the main input (watershed's ``markers``), given by a spec's
+    ``inputs: {markers: nuclei}``. Implementations receive it as a keyword argument, as a ``[Z, Y, X]``
+    stack converted to their own memory type."""
+
+    name: str
+    kind: str | None = None
+    """The result kind it must be (one of :data:`RESULT_KINDS`), ``None``: any."""
+    required: bool = True
+    doc: str = ""
+
+
 @dataclass(frozen=True)
 class FunctionDef:
     """A pipeline function: its arguments, what it does to the stack and which tables it can write.
@@ -131,9 +150,20 @@ class FunctionDef:
     tables: Mapping[str, TableDef] = field(default_factory=dict)
     check: Callable[[dict[str, Any], str], None] | None = None
     """Checks between arguments (``low < high``): raises :class:`SpecError` naming the field."""
+    accepts: frozenset[str] | None = None
+    """Result kinds the main input may be (:data:`RESULT_KINDS`); ``None``: any."""
+    produces: str = "image"
+    """The kind of its result: ``image``, ``mask``, ``labels``, or ``same`` (the main input's kind)."""
+    array_params: tuple[ArrayParam, ...] = ()
+    """Array arguments besides the main input (mapped by a spec's ``inputs:``)."""
+    input_name: str = "image"
+    """The main input's name, which ``inputs:`` may also use instead of ``input:``."""
 
     def param(self, name: str) -> Param | None:
         return next((p for p in self.params if p.name == name), None)
+
+    def array_param(self, name: str) -> ArrayParam | None:
+        return next((p for p in self.array_params if p.name == name), None)
 
 
 class FunctionRegistry:
