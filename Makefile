@@ -11,7 +11,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml requirements/frameworks.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -U pip
-	$(PY) -m pip install -q -e '.[test,zarr,dev,s3,s3-test,distributed]' -r requirements/frameworks.txt
+	$(PY) -m pip install -q -e '.[test,zarr,dev,s3,s3-test,distributed,parquet]' -r requirements/frameworks.txt
 	touch $(STAMP)
 
 test: install

@@ -61,7 +61,27 @@ def cle_functions() -> dict[str, Callable[..., Any]]:
             hi = info.max if high is None else max(min(math.floor(high), info.max), info.min)
         return _cle().clip(stack, min_intensity=lo, max_intensity=hi)
 
+    def remove_small_objects(stack: Any, min_area: int) -> Any:
+        return _keep_by_area(stack, lambda area: _cle().greater_or_equal_constant(area, scalar=min_area))
+
+    def remove_large_objects(stack: Any, max_area: int) -> Any:
+        return _keep_by_area(stack, lambda area: _cle().smaller_or_equal_constant(area, scalar=max_area))
+
     return {
         "gaussian_filter": gaussian_filter, "threshold_otsu": threshold_otsu, "label": label,
         "max_projection": max_projection, "mean_projection": mean_projection, "clip": clip,
+        "remove_small_objects": remove_small_objects, "remove_large_objects": remove_large_objects,
     }
+
+
+def _keep_by_area(stack: Any, keep: Callable[[Any], Any]) -> Any:
+    """Labels whose per-plane pixel count passes ``keep``, others 0, numbers unchanged.
+
+    clEsperanto's ``remove_small_labels`` / ``remove_large_labels`` renumber the remaining labels; masking
+    with its pixel count map keeps them as numpy does.
+    """
+    cle = _cle()
+    out = cle.create(stack.shape, dtype=stack.dtype)
+    for z in range(stack.shape[0]):  # areas per plane, as in numpy
+        out[z] = cle.mask(stack[z], keep(cle.pixel_count_map(stack[z])))
+    return out

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from hcsfs.pipelines.impl_ndimage import object_areas
+
 __all__ = ["jax_functions"]
 
 
@@ -87,8 +89,19 @@ def jax_functions() -> dict[str, Callable[..., Any]]:
         hi = info.max if high is None else max(min(math.floor(high), info.max), info.min)
         return jnp.clip(stack, jnp.array(lo, stack.dtype), jnp.array(hi, stack.dtype))
 
+    def remove_small_objects(stack: Any, min_area: int) -> Any:
+        jnp = _jnp()
+        labels = stack.astype(jnp.int32)
+        return jnp.where(object_areas(jnp, labels, jnp.int32) >= min_area, labels, 0)
+
+    def remove_large_objects(stack: Any, max_area: int) -> Any:
+        jnp = _jnp()
+        labels = stack.astype(jnp.int32)
+        return jnp.where(object_areas(jnp, labels, jnp.int32) <= max_area, labels, 0)
+
     return {
         "gaussian_filter": gaussian_filter, "rescale_intensity": rescale_intensity,
         "threshold_otsu": threshold_otsu, "max_projection": max_projection,
         "mean_projection": mean_projection, "clip": clip,
+        "remove_small_objects": remove_small_objects, "remove_large_objects": remove_large_objects,
     }

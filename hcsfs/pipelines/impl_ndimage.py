@@ -2,7 +2,8 @@
 
 Every function takes a ``[Z, Y, X]`` stack and returns one; filters work on each Z plane (2-D), with
 scipy's ``reflect`` boundary. The numpy set is the reference the other frameworks are tested against;
-the tests check it against scikit-image and scipy called independently.
+the tests check it against scikit-image and scipy called independently. ``watershed`` exists for numpy
+only (scikit-image's; cupyx has no seeded watershed).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
-__all__ = ["make_ndimage_functions", "disk", "otsu_threshold", "percentile_bounds"]
+__all__ = ["make_ndimage_functions", "disk", "object_areas", "otsu_threshold", "percentile_bounds"]
 
 
 def disk(xp: ModuleType, radius: int) -> Any:
@@ -52,6 +53,29 @@ def _quiet(xp: ModuleType) -> Any:
 def percentile_bounds(xp: ModuleType, stack: Any, low: float, high: float) -> tuple[float, float]:
     values = stack.astype(xp.float64).ravel()
     return float(xp.percentile(values, low)), float(xp.percentile(values, high))
+
+
+def object_areas(xp: ModuleType, labels: Any, index_dtype: Any = None) -> Any:
+    """Each pixel's object area in its own plane (background pixels: the background's area).
+
+    One ``bincount`` over ``plane * (max + 1) + label`` for the whole ``[Z, Y, X]`` stack; labels too
+    sparse for that (a maximum far above the pixel count) are counted plane by plane with ``unique``.
+    """
+    index_dtype = xp.int64 if index_dtype is None else index_dtype
+    z = labels.shape[0]
+    flat = labels.reshape(z, -1).astype(index_dtype)
+    if flat.size == 0:
+        return xp.zeros(labels.shape, dtype=index_dtype)
+    top = int(flat.max()) + 1
+    if z * top <= 4 * flat.size + 4096:
+        keys = flat + xp.arange(z, dtype=index_dtype)[:, None] * top
+        counts = xp.bincount(keys.ravel(), minlength=z * top)
+        return counts[keys].reshape(labels.shape)
+    planes = []
+    for plane in flat:
+        _, inverse, counts = xp.unique(plane, return_inverse=True, return_counts=True)
+        planes.append(counts[inverse.ravel()])
+    return xp.stack(planes).reshape(labels.shape)
 
 
 def _planewise(stack: Any, fn: Callable[[Any], Any], xp: ModuleType, dtype: Any) -> Any:
@@ -106,6 +130,11 @@ def make_ndimage_functions(xp: ModuleType, ndi: ModuleType) -> dict[str, Callabl
 
         return _planewise(stack, one, xp, xp.uint8)
 
+    def binary_erosion(stack: Any, radius: int = 1) -> Any:
+        footprint = disk(xp, radius)
+        return _planewise(stack, lambda p: ndi.binary_erosion(p != 0, structure=footprint, border_value=1),
+                          xp, xp.uint8)
+
     def fill_holes(stack: Any) -> Any:
         return _planewise(stack, lambda p: ndi.binary_fill_holes(p != 0), xp, xp.uint8)
 
@@ -129,19 +158,73 @@ def make_ndimage_functions(xp: ModuleType, ndi: ModuleType) -> dict[str, Callabl
         data = stack.astype(xp.float32)
         return xp.clip(data, -xp.inf if low is None else low, xp.inf if high is None else high)
 
+    def distance_transform(stack: Any) -> Any:
+        def one(plane: Any) -> Any:
+            inside = plane != 0
+            if bool(inside.all()):  # no background to measure from
+                return xp.zeros(plane.shape, dtype=xp.float32)
+            return ndi.distance_transform_edt(inside)
+
+        return _planewise(stack, one, xp, xp.float32)
+
+    def expand_labels(stack: Any, distance: float = 1.0) -> Any:
+        # scikit-image's algorithm: every background pixel within `distance` of a label takes the
+        # label of its nearest labelled pixel (ties: the EDT's choice).
+        def one(plane: Any) -> Any:
+            background = plane == 0
+            if bool(background.all()) or not bool(background.any()):
+                return plane
+            dist, (iy, ix) = ndi.distance_transform_edt(background, return_indices=True)
+            return xp.where(dist <= distance, plane[iy, ix], 0)
+
+        return _planewise(stack, one, xp, xp.int32)
+
+    def remove_small_objects(stack: Any, min_area: int) -> Any:
+        return xp.where(object_areas(xp, stack) >= min_area, stack, 0).astype(xp.int32)
+
+    def remove_large_objects(stack: Any, max_area: int) -> Any:
+        return xp.where(object_areas(xp, stack) <= max_area, stack, 0).astype(xp.int32)
+
     return {
         "gaussian_filter": gaussian_filter, "median_filter": median_filter, "tophat": tophat,
         "rescale_intensity": rescale_intensity, "threshold_otsu": threshold_otsu,
-        "binary_opening": binary_opening, "fill_holes": fill_holes, "label": label,
-        "max_projection": max_projection, "mean_projection": mean_projection, "clip": clip,
+        "binary_opening": binary_opening, "binary_erosion": binary_erosion, "fill_holes": fill_holes,
+        "label": label, "max_projection": max_projection, "mean_projection": mean_projection, "clip": clip,
+        "distance_transform": distance_transform, "expand_labels": expand_labels,
+        "remove_small_objects": remove_small_objects, "remove_large_objects": remove_large_objects,
     }
+
+
+def _same_shape(name: str, array: Any, stack: Any) -> None:
+    if tuple(array.shape) != tuple(stack.shape):
+        raise ValueError(f"{name} has shape {tuple(array.shape)}, the image {tuple(stack.shape)}")
+
+
+def watershed(stack: Any, markers: Any, mask: Any = None, compactness: float = 0.0, connectivity: int = 1,
+              invert: bool = False) -> Any:
+    """Seeded watershed of each plane (numpy only): scikit-image's ``watershed``."""
+    import numpy
+    from skimage import segmentation
+
+    _same_shape("markers", markers, stack)
+    if mask is not None:
+        _same_shape("mask", mask, stack)
+    image = stack.astype(numpy.float64)
+    if invert:
+        image = -image
+    out = numpy.empty(stack.shape, dtype=numpy.int32)
+    for z in range(stack.shape[0]):
+        out[z] = segmentation.watershed(image[z], markers[z].astype(numpy.int32), connectivity=connectivity,
+                                        mask=None if mask is None else mask[z] != 0,
+                                        compactness=compactness)
+    return out
 
 
 def numpy_functions() -> dict[str, Callable[..., Any]]:
     import numpy
     import scipy.ndimage
 
-    return make_ndimage_functions(numpy, scipy.ndimage)
+    return make_ndimage_functions(numpy, scipy.ndimage) | {"watershed": watershed}
 
 
 def cupy_functions() -> dict[str, Callable[..., Any]]:

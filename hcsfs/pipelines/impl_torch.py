@@ -66,6 +66,26 @@ def _erode_lines(padded: Any, r: int, shape: tuple[int, int], sign: float) -> An
     return -sign * out
 
 
+def _disk_sum(mask: Any, radius: int, outside: float) -> tuple[Any, float]:
+    """Per pixel, how many pixels of ``mask`` (float 0/1, [Z, Y, X]) a disk of ``radius`` covers."""
+    torch = _torch()
+    r = torch.arange(-radius, radius + 1, device=mask.device)
+    foot = ((r[:, None] ** 2 + r[None, :] ** 2) <= radius**2).to(torch.float32)[None, None]
+    padded = torch.nn.functional.pad(mask[:, None], (radius,) * 4, value=outside)
+    return torch.nn.functional.conv2d(padded, foot)[:, 0], float(foot.sum())
+
+
+def _erode_mask(mask: Any, radius: int) -> Any:
+    """skimage's erosion with a disk: outside the plane counts as foreground."""
+    total, size = _disk_sum(mask, radius, 1.0)
+    return total > size - 0.5
+
+
+def _dilate_mask(mask: Any, radius: int) -> Any:
+    """Dilation with a disk: outside the plane counts as background."""
+    return _disk_sum(mask, radius, 0.0)[0] > 0.5
+
+
 def torch_functions() -> dict[str, Callable[..., Any]]:
     """The torch implementations of the built-ins (see :mod:`hcsfs.pipelines.impl_ndimage`)."""
 
@@ -131,15 +151,12 @@ def torch_functions() -> dict[str, Callable[..., Any]]:
 
     def binary_opening(stack: Any, radius: int = 1) -> Any:
         torch = _torch()
-        mask = (stack != 0).to(torch.float32)[:, None]
-        r = torch.arange(-radius, radius + 1, device=mask.device)
-        foot = ((r[:, None] ** 2 + r[None, :] ** 2) <= radius**2).to(torch.float32)[None, None]
-        total = float(foot.sum())
-        pad = (radius, radius, radius, radius)
-        conv = torch.nn.functional.conv2d
-        eroded = conv(torch.nn.functional.pad(mask, pad, value=1.0), foot) > total - 0.5
-        dilated = conv(torch.nn.functional.pad(eroded.to(torch.float32), pad, value=0.0), foot) > 0.5
-        return dilated[:, 0].to(torch.uint8)
+        eroded = _erode_mask((stack != 0).to(torch.float32), radius)
+        return _dilate_mask(eroded.to(torch.float32), radius).to(torch.uint8)
+
+    def binary_erosion(stack: Any, radius: int = 1) -> Any:
+        torch = _torch()
+        return _erode_mask((stack != 0).to(torch.float32), radius).to(torch.uint8)
 
     def max_projection(stack: Any) -> Any:
         torch = _torch()
@@ -159,12 +176,41 @@ def torch_functions() -> dict[str, Callable[..., Any]]:
         hi = info.max if high is None else max(min(math.floor(high), info.max), info.min)
         return torch.clamp(stack.to(torch.float64), lo, hi).to(stack.dtype)
 
+    def remove_small_objects(stack: Any, min_area: int) -> Any:
+        torch = _torch()
+        labels = stack.to(torch.int64)
+        return torch.where(_object_areas(labels) >= min_area, labels, 0).to(torch.int32)
+
+    def remove_large_objects(stack: Any, max_area: int) -> Any:
+        torch = _torch()
+        labels = stack.to(torch.int64)
+        return torch.where(_object_areas(labels) <= max_area, labels, 0).to(torch.int32)
+
     return {
         "gaussian_filter": gaussian_filter, "median_filter": median_filter, "tophat": tophat,
         "rescale_intensity": rescale_intensity, "threshold_otsu": threshold_otsu,
-        "binary_opening": binary_opening, "max_projection": max_projection,
+        "binary_opening": binary_opening, "binary_erosion": binary_erosion, "max_projection": max_projection,
         "mean_projection": mean_projection, "clip": clip,
+        "remove_small_objects": remove_small_objects, "remove_large_objects": remove_large_objects,
     }
+
+
+def _object_areas(labels: Any) -> Any:
+    """Each pixel's object area in its plane, for int64 labels (see impl_ndimage.object_areas)."""
+    torch = _torch()
+    z = labels.shape[0]
+    flat = labels.reshape(z, -1)
+    if flat.numel() == 0:
+        return torch.zeros_like(labels)
+    top = int(flat.max()) + 1
+    if z * top <= 4 * flat.numel() + 4096:
+        keys = flat + torch.arange(z, device=flat.device)[:, None] * top
+        return torch.bincount(keys.reshape(-1), minlength=z * top)[keys].reshape(labels.shape)
+    planes = []
+    for plane in flat:
+        _, inverse, counts = torch.unique(plane, return_inverse=True, return_counts=True)
+        planes.append(counts[inverse])
+    return torch.stack(planes).reshape(labels.shape)
 
 
 def _percentiles(stack: Any, qs: tuple[float, float]) -> tuple[float, float]:

@@ -4,7 +4,9 @@ Tolerances (also in docs/pipelines.md): float results within 1e-4 of the image's
 arithmetic); integer-valued results (median, top-hat, clip, projections, masks, labels) exactly, except
 Otsu masks, where another histogram implementation may move the threshold by one bin: at most 0.5% of
 pixels differ. clEsperanto's Gaussian clamps at the border: compared 4 sigma inside it; its labels
-are compared as partitions (same objects, numbering may differ).
+are compared as partitions (same objects, numbering may differ). expand_labels: numpy exactly equals
+scikit-image (same EDT ties); other implementations equal a brute-force nearest label away from ties,
+and give one of the tied labels at a tie. Label filters and watershed: exactly (numbers kept).
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ import os
 import numpy as np
 import pytest
 from numpy.lib.stride_tricks import sliding_window_view
-from skimage import exposure, filters, measure, morphology
+from scipy import ndimage as ndi
+from scipy.spatial import cKDTree
+from skimage import exposure, filters, measure, morphology, segmentation
 
 from hcsfs import memory as hm
 from hcsfs.memory import MemoryType
@@ -28,6 +32,67 @@ STACK = np.stack([blobs(RNG, (48, 56)) for _ in range(3)])  # uint16 [Z, Y, X]
 MASK = (STACK > 600).astype(np.uint8)
 MASK[:, 20:26, 20:26] = 1
 MASK[:, 22:24, 22:24] = 0  # a hole
+
+
+LABELS = np.stack([measure.label(p, connectivity=2) for p in MASK]).astype(np.int32)  # areas 5 .. 628
+
+
+def _touching_disks() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Two planes of overlapping disks (two, then three) as a mask, its distance map and one seed per disk."""
+    yy, xx = np.mgrid[:48, :72]
+    layouts = [((24, 22, 13), (24, 44, 12)), ((14, 16, 10), (14, 33, 9), (34, 40, 12))]
+    mask = np.zeros((2, 48, 72), np.uint8)
+    seeds = np.zeros((2, 48, 72), np.int32)
+    for z, disks in enumerate(layouts):
+        for number, (cy, cx, r) in enumerate(disks, start=1):
+            mask[z][(yy - cy) ** 2 + (xx - cx) ** 2 <= r * r] = 1
+            seeds[z][(yy - cy) ** 2 + (xx - cx) ** 2 <= 4] = number
+    distance = np.stack([ndi.distance_transform_edt(p) for p in mask]).astype(np.float32)
+    return mask, distance, seeds
+
+
+DISKS, DISK_DISTANCE, DISK_SEEDS = _touching_disks()
+
+
+def _nearest_background(stack: np.ndarray) -> np.ndarray:
+    """Euclidean distance to the nearest 0 pixel, by a k-d tree over the background (not an EDT)."""
+    out = np.zeros(stack.shape)
+    for z, plane in enumerate(stack):
+        inside = np.argwhere(plane != 0)
+        out[z][tuple(inside.T)] = cKDTree(np.argwhere(plane == 0)).query(inside)[0]
+    return out
+
+
+def nearest_labels(labels: np.ndarray, distance: float) -> tuple[np.ndarray, dict[tuple[int, ...], set[int]]]:
+    """Brute-force expand_labels: each background pixel within ``distance`` takes its nearest label;
+    returns the result (ties: -1) and, per tied pixel, the labels at the same smallest distance."""
+    out = labels.astype(np.int64)
+    ties: dict[tuple[int, ...], set[int]] = {}
+    for z, plane in enumerate(labels):
+        inside, outside = np.argwhere(plane != 0), np.argwhere(plane == 0)
+        if not len(inside):
+            continue
+        d2 = ((outside[:, None, :] - inside[None, :, :]) ** 2).sum(-1)  # exact integers
+        nearest = d2.min(axis=1)
+        for (y, x), best, row in zip(outside, nearest, d2, strict=True):
+            if best > distance**2:
+                continue
+            candidates = set(plane[tuple(inside[row == best].T)].tolist())
+            if len(candidates) == 1:
+                out[z, y, x] = candidates.pop()
+            else:
+                out[z, y, x], ties[(z, int(y), int(x))] = -1, candidates
+    return out, ties
+
+
+def _without_objects(labels: np.ndarray, drop) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """A per-object loop: objects (per plane) whose area satisfies ``drop`` set to 0."""
+    out = labels.copy()
+    for z, plane in enumerate(labels):
+        for number in np.unique(plane[plane != 0]):
+            if drop(int((plane == number).sum())):
+                out[z][plane == number] = 0
+    return out
 
 
 def _cuda_available() -> bool:
@@ -83,6 +148,18 @@ CASES = {
     "max_projection": (STACK, {}, lambda s: s.max(axis=0, keepdims=True), "exact"),
     "mean_projection": (STACK, {}, lambda s: s.mean(axis=0, keepdims=True), "float"),
     "clip": (STACK, {"low": 300.5, "high": 2000}, lambda s: np.clip(s, 301, 2000), "exact"),
+    "binary_erosion": (MASK, {"radius": 2}, lambda s: _per_plane(
+        lambda p: morphology.erosion(p != 0, morphology.disk(2)), s).astype(np.uint8), "exact"),
+    "distance_transform": (MASK, {}, _nearest_background, "float"),
+    "expand_labels": (LABELS, {"distance": 3.5}, lambda s: _per_plane(
+        lambda p: segmentation.expand_labels(p, 3.5), s), "expand"),
+    "watershed": (DISK_DISTANCE, {"markers": DISK_SEEDS, "mask": DISKS, "invert": True}, lambda s: np.stack([
+        segmentation.watershed(-s[z].astype(np.float64), DISK_SEEDS[z], mask=DISKS[z] != 0, connectivity=1)
+        for z in range(len(s))]), "labels_exact"),
+    "remove_small_objects": (LABELS, {"min_area": 29}, lambda s: _without_objects(s, lambda a: a < 29),
+                             "labels_exact"),
+    "remove_large_objects": (LABELS, {"max_area": 98}, lambda s: _without_objects(s, lambda a: a > 98),
+                             "labels_exact"),
 }
 
 pytestmark = pytest.mark.filterwarnings("ignore:`binary_opening` is deprecated:FutureWarning")
@@ -126,6 +203,17 @@ def test_implementation_agrees_with_independent_computation(registry, name, memo
     elif kind == "mask":
         assert result.dtype == np.uint8 and set(np.unique(result)) <= {0, 1}
         assert np.mean(result != expected) <= 0.005
+    elif kind == "expand":
+        assert result.dtype == np.int32
+        if memory_type is MemoryType.NUMPY:  # scikit-image's algorithm: the same ties
+            np.testing.assert_array_equal(result, expected)
+        nearest, ties = nearest_labels(data, args["distance"])
+        away = nearest != -1
+        np.testing.assert_array_equal(result[away], nearest[away])
+        assert all(int(result[at]) in labels for at, labels in ties.items())
+    elif kind == "labels_exact":
+        assert result.dtype == (data.dtype if cle else np.int32)
+        np.testing.assert_array_equal(result, expected)
     elif kind == "labels":
         if cle:
             assert _same_partition(result, expected)
