@@ -341,6 +341,47 @@ def run(mountpoint: Path, spec: Path, wait: bool, timeout: float | None) -> None
 
 
 @main.command()
+@click.argument("source", type=PLATE)
+@click.argument("spec", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="A new or empty folder for the run (tables/, rois/, heatmaps/, data/, status.json).")
+@click.option("--format", "format_", metavar="NAME", help="Skip detection of SOURCE's format.")
+@click.option("--scheduler", metavar="ADDRESS", help="Run the units on this Dask scheduler.")
+@click.option("--plugins", multiple=True, metavar="MODULE",
+              help="Python module whose register(registry) adds pipeline functions (repeatable).")
+@click.option("--workers", type=click.IntRange(1, 256), help="Units computed at once (default: up to 4).")
+@_s3_options
+def process(source: Path | str, spec: Path, out: Path, format_: str | None, scheduler: str | None,
+            plugins: tuple[str, ...], workers: int | None, **options: Any) -> None:
+    """Run the pipeline SPEC over SOURCE without FUSE, writing the run into --out (cluster nodes).
+
+    The same engine and outputs as a mount's .pipelines/; exit status as `hcsfs run --wait`: 0 done,
+    1 failed, 2 cancelled, 3 done with failed units.
+    """
+    from hcsfs.logconfig import configure_logging
+    from hcsfs.pipelines.process import process_plate
+    from hcsfs.progress import Progress
+    from hcsfs.runs import EXIT_CODES, outcome_of
+    from hcsfs.sources import open_plate
+
+    configure_logging(log_file=None, stderr=True, debug=False)
+    plate = open_plate(source, format=format_, **_source_options(options))
+    try:
+        with Progress(spec.stem) as progress:
+            status = process_plate(plate, spec, out, scheduler=scheduler, plugins=plugins, workers=workers,
+                                   progress=progress.update)
+    finally:
+        plate.close()
+    for error in status.get("errors", [])[:10]:
+        click.echo(f"  error in {error.get('unit')}: {error.get('message')}")
+    if status["state"] == "failed" and status.get("message"):
+        click.echo(f"  {status['message']}")
+    click.echo(f"hcsfs: {status['name']} {status['state']}: {status['done']}/{status['total']} units, "
+               f"outputs in {out}")
+    sys.exit(EXIT_CODES[outcome_of(status)])
+
+
+@main.command()
 @click.argument("mountpoint", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the status files as one JSON object.")
 def status(mountpoint: Path, as_json: bool) -> None:

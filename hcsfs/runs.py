@@ -16,7 +16,8 @@ from typing import Any
 from hcsfs.errors import HcsfsError
 from hcsfs.progress import Progress, bar
 
-__all__ = ["submit_spec", "run_name", "follow_run", "read_statuses", "render_status", "EXIT_CODES"]
+__all__ = ["submit_spec", "run_name", "follow_run", "read_statuses", "render_status", "EXIT_CODES",
+           "outcome_of"]
 
 EXIT_CODES = {"done": 0, "failed": 1, "cancelled": 2, "partial": 3, "timeout": 4}
 _FINAL = ("done", "failed", "cancelled")
@@ -70,7 +71,7 @@ def read_statuses(mountpoint: Path) -> dict[str, dict[str, Any]]:
     return statuses
 
 
-def _outcome(status: dict[str, Any]) -> str:
+def outcome_of(status: dict[str, Any]) -> str:
     if status["state"] == "done" and status.get("errors"):
         return "partial"
     return str(status["state"])
@@ -95,7 +96,7 @@ def follow_run(mountpoint: Path, name: str, *, timeout: float | None = None,
         print(f"  error in {error.get('unit')}: {error.get('message')}")
     if status.get("state") == "failed" and status.get("message"):
         print(f"  {status['message']}")
-    return EXIT_CODES[_outcome(status)]
+    return EXIT_CODES[outcome_of(status)]
 
 
 def render_status(statuses: dict[str, dict[str, Any]]) -> list[str]:

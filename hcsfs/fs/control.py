@@ -11,6 +11,7 @@ operations call it from worker threads, and it queues kernel-cache invalidations
 from __future__ import annotations
 
 import errno
+import functools
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -19,7 +20,7 @@ from hcsfs.fs.tree import Entry, InodeTable, NodeKind
 
 if TYPE_CHECKING:
     from hcsfs.fs.invalidate import Invalidator
-    from hcsfs.pipelines import PipelineManager
+    from hcsfs.pipelines import PipelineManager, RunOutput
     from hcsfs.sources.base import PlateSource
 
 __all__ = ["ControlArea", "SpecFile", "SPEC_SUFFIXES", "is_spec_name"]
@@ -32,6 +33,15 @@ _READ_ONLY_SUFFIXES = (".status", ".log")
 
 def _error(code: int, message: str) -> OSError:
     return OSError(code, message)
+
+
+def _same(value: PlateSource) -> PlateSource:
+    return value
+
+
+def _files(output: RunOutput, folder: str) -> dict[str, Entry]:
+    return {name: Entry(NodeKind.FILE, dynamic=True, path=path)
+            for name, path in output.folder_files(folder).items()}
 
 
 def is_spec_name(name: str) -> bool:
@@ -119,12 +129,18 @@ class ControlArea:
         return lambda: self.run_entries(run)
 
     def run_entries(self, run: str) -> dict[str, Entry]:
+        """A run folder: its tables, one folder per saved result (analysis runs), ``rois/``, ``heatmaps/``."""
         output = self.manager.output(run)
         if output is None:
             return {}
-        tables = output.tables()
-        return {name: Entry(NodeKind.FILE, self._bound(lambda n: output.tables()[n], name), True)
-                for name in tables}
+        entries = {name: Entry(NodeKind.FILE, dynamic=True, path=path)
+                   for name, path in output.tables().items()}
+        for result, plate in output.results().items():
+            entries[result] = Entry(NodeKind.DIRECTORY, dynamic=True, planes=functools.partial(_same, plate))
+        for folder in output.folders():
+            entries[folder] = Entry(NodeKind.DIRECTORY, dynamic=True,
+                                    entries=functools.partial(_files, output, folder))
+        return entries
 
     def run_source(self, run: str) -> PlateSource | None:
         output = self.manager.output(run)
@@ -255,11 +271,20 @@ class ControlArea:
                 self.invalidator.inode(node.inode)
         folder = self.tree.known_entry(self.root_inode, run)
         if folder is not None:
-            self.invalidator.inode(folder.inode)
-            for name in self.run_entries(run):
-                node = self.tree.known_entry(folder.inode, name)
-                if node is not None:
-                    self.invalidator.inode(node.inode)
+            self._invalidate_folder(folder.inode, self.run_entries(run))
+
+    def _invalidate_folder(self, inode: int, entries: dict[str, Entry]) -> None:
+        """A run folder (or one of its subfolders) and the entries of it the kernel has seen."""
+        assert self.invalidator is not None
+        self.invalidator.inode(inode)
+        for name, entry in entries.items():
+            node = self.tree.known_entry(inode, name)
+            if node is None:
+                continue
+            if entry.entries is not None:
+                self._invalidate_folder(node.inode, entry.entries())
+            else:
+                self.invalidator.inode(node.inode)
 
     def outputs_replaced(self) -> None:
         """A run was restarted or cancelled: planes served under run folders may change."""
@@ -269,7 +294,10 @@ class ControlArea:
             folder = self.tree.known_entry(self.root_inode, run)
             if folder is None:
                 continue
-            for node in self.tree.planes_of(folder.inode):
-                self.invalidator.entry(folder.inode, node.name)
-                self.invalidator.inode(node.inode)
+            folders = [folder] + [n for n in (self.tree.known_entry(folder.inode, r)
+                                              for r in self.run_entries(run)) if n is not None]
+            for directory in folders:
+                for node in self.tree.planes_of(directory.inode):
+                    self.invalidator.entry(directory.inode, node.name)
+                    self.invalidator.inode(node.inode)
             self.run_changed(run)

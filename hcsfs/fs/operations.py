@@ -201,6 +201,9 @@ class PlateOperations(WritableOperations):
         if node.kind is NodeKind.DIRECTORY:
             subdirs = sum(c.is_directory for c in self.tree.children(node.inode))
             return self.policy.directory(node.inode, subdirs, writable=node.writable)
+        if node.path is not None:
+            size = (await self._blocking(node.path.stat)).st_size
+            return self.policy.file(node.inode, size, None, immutable=not node.dynamic)
         if node.kind is not NodeKind.PLANE:
             assert node.content is not None
             content = node.content
@@ -364,6 +367,11 @@ class PlateOperations(WritableOperations):
             return await self._open_spec(node, flags)
         if flags & _WRITE_FLAGS:
             raise pyfuse3.FUSEError(errno.EROFS)
+        if node.kind is NodeKind.FILE and node.path is not None:  # a complete file of a run, on disk
+            path = node.path
+            on_disk = await self._blocking(lambda: PassthroughFile(path, path.stat().st_size))
+            return pyfuse3.FileInfo(fh=self._new_fh(on_disk), keep_cache=not node.dynamic,
+                                    direct_io=node.dynamic)
         if node.kind is NodeKind.FILE:
             assert node.content is not None
             handle = _BytesFile(await self._blocking(node.content))

@@ -17,6 +17,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hcsfs.naming import PlaneKey, format_well, parse_well
@@ -78,6 +79,8 @@ class Entry:
     """For a directory: the source whose planes it shows."""
     entries: Callable[[], dict[str, Entry]] | None = None
     """For a directory: its own provider of named entries."""
+    path: Path | None = None
+    """For a file: served from this complete file on disk (tables, ROI sets), never held in memory."""
 
 
 @dataclass(slots=True)
@@ -98,6 +101,8 @@ class Node:
     """Lists a directory's changing entries (called on lookup and opendir)."""
     planes: Callable[[], PlateSource | None] | None = None
     """The source whose planes this directory shows, if any."""
+    path: Path | None = None
+    """A file served from disk (see :attr:`Entry.path`)."""
     writable: bool = False
     listed: bool = True
     """False: reachable by its path but left out of its parent's listing (so cp -r, rsync and find
@@ -157,12 +162,13 @@ class InodeTable:
                 children: dict[str, int] | None = {} if entry.kind is NodeKind.DIRECTORY else None
                 node = self._new(parent, name, entry.kind, content=entry.content,
                                  dynamic=entry.dynamic, size=entry.size, children=children,
-                                 planes=entry.planes, entries=entry.entries, **fields)
+                                 planes=entry.planes, entries=entry.entries, path=entry.path, **fields)
                 self._named[(parent, name)] = node.inode
                 return node
             node = self._nodes[inode]
             node.kind, node.content, node.dynamic = entry.kind, entry.content, entry.dynamic
             node.size, node.planes, node.entries = entry.size, entry.planes, entry.entries
+            node.path = entry.path
             return node
 
     def known_entry(self, parent: int, name: str) -> Node | None:

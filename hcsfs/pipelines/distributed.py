@@ -4,10 +4,11 @@ The mount's machine plans the units and submits one task per unit (:func:`run_un
 picklable :class:`UnitJob`: where the plate is (a path on a shared filesystem or an ``s3://`` URL, never
 the FUSE mount of another machine), the spec, the plugin modules, and where outputs go. A worker opens
 the plate, builds the registry (built-ins plus the same plugins) and its output writer once per run and
-process, computes the unit with the same code as the local runner
-(:func:`hcsfs.pipelines.runner.compute_unit`), writes its planes into the shared store, and returns
-their location records and table rows. The driver publishes them, so progress and per-unit errors land
-in the status as with local runs; plate documents are written by the driver at the end.
+process, runs the unit with the same code as the local threads
+(:func:`hcsfs.pipelines.worker.process_unit`): planes go into the shared store, and the outcome (their
+location records, measurement rows, ROI sets) returns to the driver, which folds it into the run as
+it does local outcomes (progress and per-unit errors in the status); plate documents are written by
+the driver at the end.
 
 - ``zarr`` outputs: one OME-Zarr plate in the shared store. Workers create field images on first use;
   two creating the same field write identical documents, so no coordination is needed.
@@ -23,22 +24,23 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from hcsfs.errors import HcsfsError, SpecError
-from hcsfs.naming import PlaneKey
+from hcsfs.pipelines.worker import PlanePlacement, UnitContext, UnitOutcome
 
 if TYPE_CHECKING:
+    from hcsfs.pipelines.executors import Deliver
     from hcsfs.pipelines.registry import FunctionRegistry
-    from hcsfs.pipelines.runner import Run, Unit
+    from hcsfs.pipelines.runner import Run
     from hcsfs.pipelines.spec import PipelineSpec
+    from hcsfs.pipelines.units import Unit
     from hcsfs.sources.base import PlateSource
 
-__all__ = ["DaskTarget", "SourceRef", "UnitJob", "run_unit", "check_worker_registry", "connect"]
+__all__ = ["DaskExecutor", "DaskTarget", "SourceRef", "UnitJob", "run_unit", "check_worker_registry",
+           "connect", "dask_executor"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,23 +78,14 @@ class UnitJob:
     source: SourceRef
     plugins: tuple[str, ...]
     data: str
-    """Where outputs go: the zarr plate or TIFF folder (a shared path or an ``s3://`` URL)."""
+    """The run's data location (a shared path or an ``s3://`` URL): results' plane stores under it."""
     s3_options: tuple[tuple[str, Any], ...] = ()
-    axes: tuple[tuple[Any, ...], tuple[Any, ...], tuple[Any, ...]] = ((), (), ())
+    placement: PlanePlacement = PlanePlacement(())
     channel_names: tuple[tuple[int, str], ...] = ()
     pixel_size_um: float | None = None
 
 
-@dataclass
-class _WorkerRun:
-    source: PlateSource
-    registry: FunctionRegistry
-    sink: Any
-    gpu_id: int | None
-    device: str
-
-
-_worker_runs: OrderedDict[str, _WorkerRun] = OrderedDict()
+_worker_runs: OrderedDict[str, UnitContext] = OrderedDict()
 _worker_lock = threading.Lock()
 
 
@@ -104,20 +97,27 @@ def _make_registry(plugins: tuple[str, ...]) -> FunctionRegistry:
     return registry
 
 
-def _worker_run(job: UnitJob) -> _WorkerRun:
-    """The opened plate, registry and writer of a run in this worker process (made once)."""
+def _worker_run(job: UnitJob) -> UnitContext:
+    """The opened plate, registry, graph and plane stores of a run in this worker process (made once)."""
     with _worker_lock:
         found = _worker_runs.get(job.run_id)
         if found is not None:
             _worker_runs.move_to_end(job.run_id)
             return found
         from hcsfs import memory as hm
+        from hcsfs.pipelines.analysis import graph_of
         from hcsfs.pipelines.runner import resolve_device
+        from hcsfs.pipelines.worker import make_stores
+        from hcsfs.sinks.zarr import zarr_location
 
         registry = _make_registry(job.plugins)
         hm.load_frameworks(*{s.memory for s in job.spec.steps})
         gpu_id, device, _ = resolve_device(job.spec)
-        found = _WorkerRun(job.source.open(), registry, _worker_sink(job), gpu_id, device)
+        steps, graph = graph_of(job.spec, registry)
+        data = zarr_location(job.data, **dict(job.s3_options))
+        stores = make_stores(job.spec, data, job.placement, channel_names=dict(job.channel_names),
+                             pixel_size_um=job.pixel_size_um, shared=True)
+        found = UnitContext(job.spec, steps, graph, registry, job.source.open(), stores, gpu_id, device)
         _worker_runs[job.run_id] = found
         while len(_worker_runs) > 4:
             _, old = _worker_runs.popitem(last=False)
@@ -125,61 +125,23 @@ def _worker_run(job: UnitJob) -> _WorkerRun:
         return found
 
 
-def _worker_sink(job: UnitJob) -> Any:
-    from hcsfs.sinks import TiffFolderSink, ZarrPlaneSink
-    from hcsfs.sinks.zarr import zarr_location
+def run_unit(job: UnitJob, unit: Unit, index: int) -> UnitOutcome:
+    """One unit on a worker: compute, write the planes to the shared store, report the outcome."""
+    from hcsfs.pipelines.worker import process_unit
 
-    if job.spec.output == "memory":
-        return None
-    target = zarr_location(job.data, **dict(job.s3_options))
-    if job.spec.output == "tiff":
-        return TiffFolderSink(target, pixel_size_um=job.pixel_size_um)  # type: ignore[arg-type]
-    t, channel, z = job.axes
-    return ZarrPlaneSink(target, t=t, channel=channel, z=z, channel_names=dict(job.channel_names),
-                         pixel_size_um=job.pixel_size_um, name=job.spec.name, shared=True)
-
-
-@dataclass(slots=True)
-class UnitOutcome:
-    """What a task returns to the driver."""
-
-    label: str
-    planes: list[tuple[PlaneKey, tuple[int, int], str, dict[str, Any], np.ndarray | None]] = field(
-        default_factory=list)
-    rows: list[tuple[str, PlaneKey, dict[str, Any]]] = field(default_factory=list)
-    error: str | None = None
-    oom_fallback: bool = False
-    worker: str | None = None
-    device: str | None = None
-
-
-def run_unit(job: UnitJob, unit: Unit) -> UnitOutcome:
-    """One unit on a worker: compute, write the planes to the shared store, report them."""
-    from hcsfs.pipelines.runner import compute_unit
-
-    outcome = UnitOutcome(unit.label)
+    worker = None
     try:
         from distributed import get_worker
 
-        outcome.worker = get_worker().address
+        worker = get_worker().address
     except (ImportError, ValueError):
         pass
     try:
-        state = _worker_run(job)
-        outcome.device = state.device
-        result = compute_unit(job.spec, state.registry, state.source, unit, state.gpu_id)
-        assert result is not None
-        outcome.oom_fallback = result.oom_fallback
-        outcome.rows = result.rows
-        for key, plane in zip(result.keys, result.planes, strict=True):
-            shape = (int(plane.shape[0]), int(plane.shape[1]))
-            if state.sink is None:  # memory: the driver keeps the plane
-                outcome.planes.append((key, shape, plane.dtype.str, {}, plane))
-            else:
-                record = state.sink.write(key, plane)
-                outcome.planes.append((key, shape, plane.dtype.str, record, None))
+        outcome = process_unit(_worker_run(job), unit, index)
+        assert outcome is not None
     except Exception as exc:  # this unit's failure, reported in the status like a local one
-        outcome.error = f"{type(exc).__name__}: {exc}"
+        outcome = UnitOutcome(unit.label, index, error=f"{type(exc).__name__}: {exc}")
+    outcome.worker = worker
     return outcome
 
 
@@ -216,45 +178,76 @@ class DaskTarget:
     s3_options: tuple[tuple[str, Any], ...] = ()
 
 
-def drive(run: Run, units: list[Unit], job: UnitJob, client: Any) -> None:
-    """Submit one task per unit and fold the outcomes into the run as they complete."""
-    from distributed import as_completed
+def dask_executor(run: Run, steps: tuple[Any, ...], graph: Any) -> DaskExecutor:
+    """The Dask executor of ``run`` (its spec checked for workers, its data location chosen)."""
+    target = run._dask
+    assert target is not None
+    check_worker_registry(run.spec, run.registry)
+    source = SourceRef.of(run.source)
+    data: Any = run.folder / "data"
+    if target.shared_outputs is not None:
+        from hcsfs.sinks.zarr import zarr_location
 
-    spec = run.spec
-    resources = dict(spec.resources) or None
-    futures = [
-        client.submit(run_unit, job, unit, key=f"hcsfs-{job.run_id}-{i}", pure=False, resources=resources)
-        for i, unit in enumerate(units)
-    ]
-    finished = threading.Event()
+        data = zarr_location(target.shared_outputs, **dict(target.s3_options)) / run.folder.name
+        if run.spec.output == "tiff" and not isinstance(data, Path):
+            raise SpecError("output", "tiff outputs need a shared filesystem, not object storage: use zarr")
+    run.set_data_location(data)
+    run.make_stores(shared=True)
+    description = run.source.describe()
+    job = UnitJob(run_id=run.folder.name, spec=run.spec, source=source, plugins=tuple(run.registry.plugins),
+                  data=str(data), s3_options=target.s3_options, placement=run.placement,
+                  channel_names=tuple(sorted(description.channel_names.items())),
+                  pixel_size_um=description.pixel_size_um)
+    run.status.update(state="running", device="dask", scheduler=target.address)
+    run.status.log(f"running {run.status.to_dict()['total']} units on the Dask scheduler {target.address}; "
+                   f"workers read {source.location} and write {data}")
+    return DaskExecutor(run, job, target.client())
 
-    def cancel_when_asked() -> None:
-        while not finished.is_set():
-            if run.wait_cancelled(0.2):
-                client.cancel(futures)
-                return
 
-    watcher = threading.Thread(target=cancel_when_asked, name=f"hcsfs-dask-cancel-{spec.name}", daemon=True)
-    watcher.start()
-    labels = {f.key: u.label for f, u in zip(futures, units, strict=True)}
-    devices: set[str] = set()
-    try:
-        for future in as_completed(futures, loop=client.loop):
-            label = labels[future.key]
-            if future.status == "cancelled":
-                continue
-            try:
-                outcome: UnitOutcome = future.result()
-            except Exception as exc:  # the task itself failed: e.g. KilledWorker after repeated deaths
-                run.status.add_error(label, f"{type(exc).__name__}: {exc}")
-                run.status.add_done()
-                continue
-            finally:
-                future.release()
-            if outcome.device and outcome.device not in devices:
-                devices.add(outcome.device)
-                run.status.update(device=", ".join(sorted(devices)))
-            run.take_outcome(outcome)
-    finally:
-        finished.set()
-        watcher.join(1)
+class DaskExecutor:
+    """One Dask task per unit; outcomes folded into the run as they complete."""
+
+    def __init__(self, run: Run, job: UnitJob, client: Any) -> None:
+        self.run_, self.job, self.client = run, job, client
+
+    def run(self, units: list[Unit], deliver: Deliver) -> None:
+        from distributed import as_completed
+
+        run, client, job = self.run_, self.client, self.job
+        resources = dict(run.spec.resources) or None
+        futures = [
+            client.submit(run_unit, job, unit, i, key=f"hcsfs-{job.run_id}-{i}", pure=False,
+                          resources=resources)
+            for i, unit in enumerate(units)
+        ]
+        finished = threading.Event()
+
+        def cancel_when_asked() -> None:
+            while not finished.is_set():
+                if run.wait_cancelled(0.2):
+                    client.cancel(futures)
+                    return
+
+        watcher = threading.Thread(target=cancel_when_asked, name=f"hcsfs-dask-cancel-{run.spec.name}",
+                                   daemon=True)
+        watcher.start()
+        by_key = {f.key: (i, u) for i, (f, u) in enumerate(zip(futures, units, strict=True))}
+        devices: set[str] = set()
+        try:
+            for future in as_completed(futures, loop=client.loop):
+                index, unit = by_key[future.key]
+                if future.status == "cancelled":
+                    continue
+                try:
+                    outcome: UnitOutcome = future.result()
+                except Exception as exc:  # the task itself failed: e.g. KilledWorker after repeated deaths
+                    outcome = UnitOutcome(unit.label, index, error=f"{type(exc).__name__}: {exc}")
+                finally:
+                    future.release()
+                if outcome.device and outcome.device not in devices:
+                    devices.add(outcome.device)
+                    run.status.update(device=", ".join(sorted(devices)))
+                deliver(unit, index, outcome)
+        finally:
+            finished.set()
+            watcher.join(1)

@@ -31,6 +31,8 @@ __all__ = ["OutputPlate", "RunOutput", "load_output", "tables_csv", "KEY_COLUMNS
 KEY_COLUMNS = ("well", "site", "channel", "z", "t")
 PLANES_FILE = "planes.jsonl"
 TABLES_DIR = "tables"
+FILE_FOLDERS = ("rois", "heatmaps")
+"""Folders of complete files in an analysis run (ROI sets, heatmap pictures)."""
 
 
 class OutputPlate:
@@ -107,32 +109,69 @@ class OutputPlate:
 
 
 class RunOutput:
-    """What the mount shows under ``/<name>/``: planes (``source``) and tables."""
+    """What the mount shows under ``/<name>/``: planes, result folders, tables and other files.
 
-    def __init__(self, source: Any, tables_dir: Path | None = None) -> None:
+    Version-1 runs show their planes in the run folder itself (``source``); analysis runs show one
+    folder per saved result (``results``), ``rois/`` and ``heatmaps/`` (``folders``) and their tables.
+    Tables and files live on disk and are served from there (never held in memory).
+    """
+
+    def __init__(self, source: Any = None) -> None:
         self.source = source
-        self._tables_dir = tables_dir
-        self._tables: dict[str, bytes] = {}
+        self._results: dict[str, Any] = {}
+        self._tables: dict[str, Path] = {}
+        self._folders: dict[str, dict[str, Path]] = {}
         self._lock = threading.Lock()
 
-    def set_table(self, filename: str, data: bytes) -> None:
+    def set_table(self, filename: str, path: Path) -> None:
         with self._lock:
-            self._tables[filename] = data
+            self._tables[filename] = path
 
-    def tables(self) -> dict[str, bytes]:
-        """``{"objects.csv": bytes}``: complete tables only (written when the run is done)."""
+    def tables(self) -> dict[str, Path]:
+        """``{"nuclei.csv": path}``: complete tables only (written when the run is done)."""
         with self._lock:
             return dict(self._tables)
 
+    def table_bytes(self) -> dict[str, bytes]:
+        """The complete tables' contents (small tables, notebooks and tests)."""
+        return {name: path.read_bytes() for name, path in self.tables().items()}
 
-def tables_csv(columns: Iterable[str], rows: Iterable[Mapping[str, Any]]) -> bytes:
-    """CSV bytes with a header; floats written with 10 significant digits."""
+    def set_result(self, name: str, plate: Any) -> None:
+        with self._lock:
+            self._results[name] = plate
+
+    def results(self) -> dict[str, Any]:
+        """Saved result -> the source of its published planes."""
+        with self._lock:
+            return dict(self._results)
+
+    def add_file(self, folder: str, filename: str, path: Path) -> None:
+        """A complete file (an ROI set, a heatmap) in ``/<name>/<folder>/``."""
+        with self._lock:
+            self._folders.setdefault(folder, {})[filename] = path
+
+    def folder_files(self, folder: str) -> dict[str, Path]:
+        with self._lock:
+            return dict(self._folders.get(folder, {}))
+
+    def folders(self) -> list[str]:
+        with self._lock:
+            return sorted(self._folders)
+
+
+def tables_csv(columns: Iterable[str], rows: Iterable[Mapping[str, Any]],
+               format_value: Callable[[Any], Any] | None = None) -> bytes:
+    """CSV bytes with a header; floats written with 10 significant digits (or by ``format_value``)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     columns = list(columns)
     writer.writerow(columns)
+    def default(v: Any) -> Any:
+        return f"{v:.10g}" if isinstance(v, float) else v
+
+    fmt = format_value or default
     for row in rows:
-        writer.writerow([f"{v:.10g}" if isinstance(v, float) else v for v in (row[c] for c in columns)])
+        writer.writerow([fmt(row[c]) for c in columns])
     return buffer.getvalue().encode()
 
 
@@ -158,15 +197,15 @@ class PlaneJournal:
 
 def load_output(folder: Path, name: str, *, pixel_size_um: float | None,
                 channel_names: Mapping[int, str], s3_options: Mapping[str, Any] | None = None) -> RunOutput:
-    """The output of a finished run from its folder (planes from ``planes.jsonl``, tables).
+    """The output of a finished run from its folder (planes from ``planes.jsonl``, tables, files).
 
-    Planes a Dask run stored elsewhere (a shared folder or ``s3://`` prefix: the record's ``data``)
-    are read from there, with ``s3_options`` for object storage.
+    A journal record with a ``result`` belongs to that result's folder (analysis runs). Planes a Dask
+    run stored elsewhere (a shared folder or ``s3://`` prefix: the record's ``data``) are read from
+    there, with ``s3_options`` for object storage.
     """
-    plate = OutputPlate(name, pixel_size_um=pixel_size_um, channel_names=channel_names)
+    plates: dict[str | None, OutputPlate] = {}
+    caches: dict[str, ZarrArrayCache] = {}
     journal = folder / PLANES_FILE
-    zarr_cache = ZarrArrayCache(folder / "data" / "plate.ome.zarr")
-    elsewhere: dict[str, ZarrArrayCache] = {}
     lines = journal.read_text(encoding="utf-8").splitlines() if journal.exists() else []
     for line in lines:
         try:
@@ -176,26 +215,46 @@ def load_output(folder: Path, name: str, *, pixel_size_um: float | None,
             dtype = np.dtype(record["dtype"])
         except (ValueError, KeyError, TypeError, IndexError):
             continue  # an interrupted last line: its plane was never published
-        data = record.get("data")
+        result = record.get("result")
+        plate = plates.get(result)
+        if plate is None:
+            plate = plates[result] = OutputPlate(name if result is None else f"{name}/{result}",
+                                                 pixel_size_um=pixel_size_um, channel_names=channel_names)
+        base = Path(record["data"]) if isinstance(record.get("data"), str) and "://" not in record["data"] \
+            else folder / "data"
+        sub = base / result if result else base
         if "file" in record:
-            path = Path(data or folder / "data") / "tiff" / Path(record["file"]).name
+            path = sub / "tiff" / Path(record["file"]).name
             if path.exists():
                 plate.publish(key, shape, dtype, _tiff_reader(path), passthrough=path)
         elif "array" in record:
-            cache = zarr_cache
-            if isinstance(data, str):
-                if data not in elsewhere:
+            location = str(record.get("data") or sub)
+            cache_key = f"{location}\0{result}"
+            if cache_key not in caches:
+                if "://" in location:
                     from hcsfs.sinks.zarr import zarr_location
 
-                    elsewhere[data] = ZarrArrayCache(zarr_location(data, **dict(s3_options or {}))
-                                                     / "plate.ome.zarr")
-                cache = elsewhere[data]
-            plate.publish(key, shape, dtype, _zarr_reader(cache, record))
-    output = RunOutput(plate)
+                    root: Any = zarr_location(location, **dict(s3_options or {}))
+                    root = root / result if result else root
+                else:
+                    root = sub
+                caches[cache_key] = ZarrArrayCache(root / "plate.ome.zarr")
+            plate.publish(key, shape, dtype, _zarr_reader(caches[cache_key], record))
+    output = RunOutput(plates.get(None))
+    for result, plate in plates.items():
+        if result is not None:
+            output.set_result(result, plate)
     tables = folder / TABLES_DIR
     if tables.is_dir():
-        for path in sorted(tables.glob("*.csv")):
-            output.set_table(path.name, path.read_bytes())
+        for path in sorted(tables.iterdir()):
+            if path.suffix in (".csv", ".parquet") and not path.name.startswith("."):
+                output.set_table(path.name, path)
+    for sub_folder in FILE_FOLDERS:
+        directory = folder / sub_folder
+        if directory.is_dir():
+            for path in sorted(directory.iterdir()):
+                if not path.name.startswith("."):
+                    output.add_file(sub_folder, path.name, path)
     return output
 
 

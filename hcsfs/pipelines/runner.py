@@ -1,10 +1,11 @@
-"""Running one pipeline: units from the selection, steps in order, planes published when complete.
+"""Running one spec over a source: plan the units, hand them to an executor, fold outcomes into sinks.
 
-A :class:`Run` has a driver thread that plans the units and feeds them to the manager's shared thread
-pool, at most as many at once as the shared limiter allows (so the mount keeps its threads and cores
-for reads). Cancellation stops feeding units; a unit checks it between steps and before writing, and a
-plane becomes visible only after its sink stored it completely. A failing unit is recorded in the
-status and the run goes on.
+A :class:`Run` has a driver thread. It plans the units, checks the spec's graph, chooses an executor
+(:mod:`hcsfs.pipelines.executors`: the shared thread pool, or Dask) that runs
+:func:`~hcsfs.pipelines.worker.process_unit` for each unit, and folds each outcome into the run's sinks:
+planes are published (visible under ``/<name>/``) only after their store holds them completely, ROI sets
+appear as units finish, tables, ``image.csv``, ``wells.csv`` and heatmaps when the run is done. A failing
+unit is recorded in the status and the run goes on; cancelling stops feeding units.
 """
 
 from __future__ import annotations
@@ -12,8 +13,7 @@ from __future__ import annotations
 import shutil
 import threading
 from collections.abc import Callable
-from concurrent.futures import Executor, Future
-from dataclasses import dataclass
+from concurrent.futures import Executor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,138 +21,46 @@ import numpy as np
 
 from hcsfs import memory as hm
 from hcsfs.errors import SpecError
-from hcsfs.memory import MemoryType, OomEvent
-from hcsfs.naming import PlaneKey, sort_key
+from hcsfs.naming import PlaneKey
+from hcsfs.pipelines.analysis import graph_of
+from hcsfs.pipelines.compute import HOST_MEMORY
+from hcsfs.pipelines.executors import ThreadExecutor, UnitExecutor
 from hcsfs.pipelines.outputs import (
-    KEY_COLUMNS,
     PLANES_FILE,
     TABLES_DIR,
     OutputPlate,
     PlaneJournal,
     RunOutput,
-    tables_csv,
     write_atomic,
 )
 from hcsfs.pipelines.registry import FunctionRegistry
-from hcsfs.pipelines.spec import AXES, PipelineSpec, reduction_of
+from hcsfs.pipelines.spec import PipelineSpec
 from hcsfs.pipelines.status import RunStatus
-from hcsfs.sinks import MemoryPlaneSink, TiffFolderSink, ZarrArrayCache, ZarrPlaneSink
+from hcsfs.pipelines.units import Unit, plan_units
+from hcsfs.pipelines.worker import (
+    PlanePlacement,
+    UnitContext,
+    UnitOutcome,
+    make_stores,
+    placement_of,
+    process_unit,
+)
+from hcsfs.sinks import ZarrArrayCache
 from hcsfs.sources.base import PlateSource
 from hcsfs.sources.memory import MemoryPlate
 
 if TYPE_CHECKING:
     from hcsfs.pipelines.distributed import DaskTarget
 
-__all__ = ["Run", "Unit", "plan_units", "host_plane", "resolve_device"]
+__all__ = ["Run", "resolve_device", "UNIT_TIMEOUT_S"]
 
 UNIT_TIMEOUT_S = 3600.0
 """Default limit on one unit's computation (reading, steps, writing); PipelineManager(unit_timeout=)."""
-MAX_ABANDONED = 8
-"""Units abandoned for overrunning the limit after which the run stops."""
-
-
-@dataclass(frozen=True, slots=True)
-class Unit:
-    """One ``[Z, Y, X]`` stack of source planes, ordered along the stacked axis."""
-
-    label: str
-    keys: tuple[PlaneKey, ...]
-
-
-def plan_units(keys: list[PlaneKey], spec: PipelineSpec) -> list[Unit]:
-    """Group the selected keys into units (natural order of their first plane)."""
-    stacked = spec.stacked_axis
-    groups: dict[tuple[Any, ...], list[PlaneKey]] = {}
-    for key in keys:
-        if spec.select.matches(key):
-            groups.setdefault(tuple(getattr(key, a) for a in spec.group_by), []).append(key)
-    units = []
-    for members in groups.values():
-        members.sort(key=sort_key)
-        label = members[0].name.removesuffix(".tif")
-        if stacked is not None:
-            prefix = {"channel": "_w", "z": "_z", "t": "_t"}[stacked]
-            head, _, tail = label.partition(prefix)
-            label = f"{head}{prefix}*{tail[tail.find('_'):] if '_' in tail else ''}"
-        units.append(Unit(label, tuple(members)))
-    units.sort(key=lambda u: sort_key(u.keys[0]))
-    return units
-
-
-def output_keys(spec: PipelineSpec, reduction: str | None, unit: Unit, depth: int | None) -> list[PlaneKey]:
-    """The keys of a unit's output planes (the stacked axis renamed by a reduction)."""
-    axis = spec.stacked_axis
-    if reduction is None or axis is None:
-        if depth is not None and depth != len(unit.keys):
-            raise ValueError(f"the steps turned {len(unit.keys)} planes into {depth}")
-        return list(unit.keys)
-    if depth is not None and depth != 1:
-        raise ValueError(f"a {reduction} reduction gave {depth} planes, not 1")
-    return [unit.keys[0].replace(**{axis: reduction})]
-
-
-@dataclass(slots=True)
-class UnitResult:
-    """What one unit computed: output planes by key, table rows, and whether it left the GPU."""
-
-    keys: list[PlaneKey]
-    planes: list[np.ndarray]
-    rows: list[tuple[str, PlaneKey, dict[str, Any]]]
-    oom_fallback: bool = False
-
-
-def compute_unit(spec: PipelineSpec, registry: FunctionRegistry, source: PlateSource, unit: Unit,
-                 gpu_id: int | None, *, cancelled: Callable[[], bool] = lambda: False) -> UnitResult | None:
-    """Read a unit's planes and run the steps on them (``None`` when cancelled between steps).
-
-    Shared by the local runner and Dask workers (:mod:`hcsfs.pipelines.distributed`).
-    """
-    stack = np.stack([np.asarray(source.read_plane(k)) for k in unit.keys])
-    fallbacks = hm.stats()[OomEvent.CPU_FALLBACK]
-    data: Any = stack
-    intensity = stack
-    rows: list[tuple[str, int, dict[str, Any]]] = []
-    for step in spec.steps:
-        if cancelled():
-            return None
-        definition = registry.get(step.func)
-        impl = registry.implementation(step.func, step.memory)
-        gpu = None if step.memory in (MemoryType.NUMPY, MemoryType.PYCLESPERANTO) else gpu_id
-        data = impl(data, **step.kwargs) if gpu is None else impl(data, gpu_id=gpu, **step.kwargs)
-        if isinstance(data, tuple):
-            data = data[0]
-        if definition.reduces:
-            intensity = (intensity.max(axis=0, keepdims=True) if definition.reduces == "max"
-                         else intensity.mean(axis=0, keepdims=True))
-        for table in step.tables:
-            host = np.asarray(hm.convert(data, MemoryType.NUMPY))
-            rows += [(table, z, row) for z, row in definition.tables[table].func(host, intensity)]
-    out = host_plane(np.asarray(hm.convert(data, MemoryType.NUMPY)))
-    if out.ndim != 3:
-        raise ValueError(f"the steps returned a {out.ndim}-D result, not [Z, Y, X]")
-    keys = output_keys(spec, reduction_of(spec, registry), unit, out.shape[0])
-    return UnitResult(keys, list(out), [(table, keys[z], row) for table, z, row in rows],
-                      hm.stats()[OomEvent.CPU_FALLBACK] > fallbacks)
-
-
-def host_plane(array: np.ndarray) -> np.ndarray:
-    """The dtype an output plane is stored and served as (docs/pipelines.md, "Output dtypes")."""
-    if array.dtype == np.bool_:
-        return array.astype(np.uint8)
-    if array.dtype.kind == "f":
-        return array.astype(np.float32, copy=False)
-    if array.dtype.kind in "iu" and array.dtype.itemsize >= 4 and array.dtype != np.int32:
-        if array.size and (array.min() < np.iinfo(np.int32).min or array.max() > np.iinfo(np.int32).max):
-            raise ValueError(f"{array.dtype} values do not fit the int32 output")
-        return array.astype(np.int32)
-    if array.dtype.kind not in "iu":
-        raise ValueError(f"cannot store a {array.dtype} output plane")
-    return array
 
 
 def resolve_device(spec: PipelineSpec) -> tuple[int | None, str, str | None]:
     """``(gpu_id, device name, fallback message)`` for the run's GPU-capable steps."""
-    gpu_types = {s.memory for s in spec.steps} - {MemoryType.NUMPY, MemoryType.PYCLESPERANTO}
+    gpu_types = {s.memory for s in spec.steps} - set(HOST_MEMORY)
     if spec.device == "cpu" or not gpu_types:
         return None, "cpu", None
     from hcsfs.memory.backends import cuda_device_count
@@ -177,30 +85,29 @@ class Run:
                  on_finish: Callable[[Run], None] = lambda run: None, dask: DaskTarget | None = None,
                  unit_timeout: float | None = UNIT_TIMEOUT_S) -> None:
         self.spec, self.source, self.registry, self.folder = spec, source, registry, folder
-        self._unit_timeout = unit_timeout
-        self._abandoned = 0
-        self._dask = dask
-        self._data: Any = folder / "data"  # where planes are stored (a shared location for Dask runs)
-        self._axes: tuple[tuple[Any, ...], tuple[Any, ...], tuple[Any, ...]] = ((), (), ())
         self.status = status
-        self._executor, self._limiter, self._on_finish = executor, limiter, on_finish
+        self._pool, self._limiter, self._on_finish = executor, limiter, on_finish
+        self._dask = dask
+        self._unit_timeout = unit_timeout
         self._cancel = threading.Event()
         self.superseded = False
-        self._lock = threading.Lock()
-        self._rows: dict[str, list[tuple[PlaneKey, dict[str, Any]]]] = {}
         description = source.describe()
         self._pixel_size = description.pixel_size_um
         self._channel_names = description.channel_names
-        self.plate: Any = (MemoryPlate(name=spec.name, pixel_size_um=self._pixel_size,
-                                       channel_names=self._channel_names) if spec.output == "memory" else
-                           OutputPlate(spec.name, pixel_size_um=self._pixel_size,
-                                       channel_names=self._channel_names))
-        self.output = RunOutput(self.plate)
+        self._data: Any = folder / "data"  # where planes are stored (a shared location for Dask runs)
+        self.output = RunOutput(None if spec.is_analysis else self._new_plate(spec.name))
+        self._plates: dict[str, Any] = {}
+        self._caches: dict[str, ZarrArrayCache] = {}
+        self._stores: dict[str, Any] = {}
+        self._placement = PlanePlacement(())
         self._journal = PlaneJournal(folder / PLANES_FILE)
-        self._sink: Any = None
-        self._gpu_id: int | None = None
-        self._reduction = reduction_of(spec, registry)
+        self._sinks: list[Any] = []
         self._thread = threading.Thread(target=self._drive, name=f"hcsfs-run-{spec.name}", daemon=True)
+
+    def _new_plate(self, name: str) -> Any:
+        if self.spec.output == "memory":
+            return MemoryPlate(name=name, pixel_size_um=self._pixel_size, channel_names=self._channel_names)
+        return OutputPlate(name, pixel_size_um=self._pixel_size, channel_names=self._channel_names)
 
     # --- control --------------------------------------------------------------------------------
 
@@ -226,25 +133,22 @@ class Run:
     def _drive(self) -> None:
         status = self.status
         try:
-            units = plan_units(list(self.source.keys()), self.spec)
+            units = plan_units(self.source.keys(), self.spec, self._channel_names)
             if not units:
-                status.update(state="failed", field="select", message="select: matches no plane of the plate",
-                              finished=_now())
-                status.add_error(None, "select: matches no plane of the plate")
-                return
-            if self._dask is not None:
-                self._drive_dask(units)
-            else:
-                hm.load_frameworks(*{s.memory for s in self.spec.steps})
-                self._gpu_id, device, fallback = resolve_device(self.spec)
-                self._sink = self._make_sink(units)
-                status.update(state="running", total=len(units), device=device, fallback=fallback)
-                status.log(f"running {len(units)} units on {device}" + (f" ({fallback})" if fallback else ""))
-                futures = self._feed(units)
-                for future in futures:
-                    future.result()
+                raise SpecError("select", "matches no plane of the plate")
+            status.update(total=len(units))
+            steps, graph = graph_of(self.spec, self.registry)
+            self._placement = placement_of(self.spec, graph, units)
+            for result, folder in self._placement.folders:
+                plate = self.output.source if not folder else self._new_plate(f"{self.spec.name}/{folder}")
+                self._plates[result] = plate
+                if folder:
+                    self.output.set_result(folder, plate)
+            self._sinks = self._make_sinks(units)
+            executor = self._executor(steps, graph)
+            executor.run(units, self._deliver)
             self._finish()
-        except SpecError as exc:  # a spec the chosen executor cannot run (e.g. Dask workers)
+        except SpecError as exc:  # a spec this plate or executor cannot run: nothing ran
             status.add_error(None, str(exc))
             status.update(state="failed", field=exc.field, message=str(exc), finished=_now())
         except Exception as exc:  # the run itself broke (not one unit): say so in the status
@@ -252,102 +156,125 @@ class Run:
             status.update(state="failed", message=f"{type(exc).__name__}: {exc}", finished=_now())
         finally:
             try:
+                for sink in self._sinks:
+                    sink.finish(False)  # after a failure: removes spool files; a no-op once finished
                 if self.superseded:
                     shutil.rmtree(self.folder, ignore_errors=True)
             finally:
                 self._on_finish(self)
 
-    def _feed(self, units: list[Unit]) -> list[Future[None]]:
-        futures: list[Future[None]] = []
-        for unit in units:
-            while not self._limiter.acquire(timeout=0.1):
-                if self.cancelled:
-                    return futures
-            if self.cancelled:
-                self._limiter.release()
-                return futures
-            try:
-                futures.append(self._executor.submit(self._unit, unit))
-            except RuntimeError:  # the pool is shut down: the mount is closing
-                self._limiter.release()
-                self.cancel()
-                return futures
-        return futures
+    def _make_sinks(self, units: list[Unit]) -> list[Any]:
+        from hcsfs.pipelines.tables import AnalysisTables, LegacyTables
 
-    def _drive_dask(self, units: list[Unit]) -> None:
-        """Units as Dask tasks (:mod:`hcsfs.pipelines.distributed`)."""
-        from hcsfs.pipelines.distributed import SourceRef, UnitJob, check_worker_registry, drive
+        tables_dir = self.folder / TABLES_DIR
+        sinks: list[Any] = []
+        if self.spec.measures:
+            sinks.append(_Once(AnalysisTables(self.spec, units, tables_dir, self.output)))
+        if any(s.tables for s in self.spec.steps):
+            sinks.append(_Once(LegacyTables(self.spec, self.registry, tables_dir, self.output)))
+        return sinks
 
-        target = self._dask
-        assert target is not None
-        check_worker_registry(self.spec, self.registry)
-        source = SourceRef.of(self.source)
-        if target.shared_outputs is not None:
-            from hcsfs.sinks.zarr import zarr_location
+    def _executor(self, steps: tuple[Any, ...], graph: Any) -> UnitExecutor:
+        if self._dask is not None:
+            from hcsfs.pipelines.distributed import dask_executor
 
-            self._data = zarr_location(target.shared_outputs, **dict(target.s3_options)) / self.folder.name
-            if self.spec.output == "tiff" and not isinstance(self._data, Path):
-                raise SpecError("output", "tiff outputs need a shared filesystem, not object storage: "
-                                          "use zarr")
-        self._sink = self._make_sink(units)
-        data = self._data / ("tiff" if self.spec.output == "tiff" else "plate.ome.zarr")
-        job = UnitJob(run_id=self.folder.name, spec=self.spec, source=source,
-                      plugins=tuple(self.registry.plugins), data=str(data), s3_options=target.s3_options,
-                      axes=self._axes, channel_names=tuple(sorted(self._channel_names.items())),
-                      pixel_size_um=self._pixel_size)
-        self.status.update(state="running", total=len(units), device="dask", scheduler=target.address)
-        self.status.log(f"running {len(units)} units on the Dask scheduler {target.address}; "
-                        f"workers read {source.location} and write {data}")
-        client = target.client()
-        drive(self, units, job, client)
+            return dask_executor(self, steps, graph)
+        hm.load_frameworks(*{s.memory for s in self.spec.steps})
+        gpu_id, device, fallback = resolve_device(self.spec)
+        self._stores = self.make_stores(shared=False)
+        context = UnitContext(self.spec, steps, graph, self.registry, self.source, self._stores, gpu_id,
+                              device)
+        total = self.status.to_dict()["total"]
+        self.status.update(state="running", device=device, fallback=fallback)
+        self.status.log(f"running {total} units on {device}" + (f" ({fallback})" if fallback else ""))
 
-    def take_outcome(self, outcome: Any) -> None:
-        """Fold one Dask task's :class:`~hcsfs.pipelines.distributed.UnitOutcome` into the run."""
+        def work(unit: Unit, index: int, stop: Callable[[], bool]) -> UnitOutcome | None:
+            return process_unit(context, unit, index, cancelled=stop)
+
+        def stopped(message: str) -> None:
+            self.status.update(message=message)
+            self.status.log(message.replace("stopped: ", "") + ": stopping the run")
+
+        return ThreadExecutor(work, self._pool, self._limiter, self._cancel, self._unit_timeout, stopped)
+
+    def make_stores(self, *, shared: bool) -> dict[str, Any]:
+        """The plane stores of the saved results under the run's data location."""
+        self._stores = make_stores(self.spec, self._data, self._placement, channel_names=self._channel_names,
+                                   pixel_size_um=self._pixel_size, shared=shared)
+        return self._stores
+
+    @property
+    def placement(self) -> PlanePlacement:
+        return self._placement
+
+    def set_data_location(self, data: Any) -> None:
+        """Dask runs with shared outputs: planes are stored (and read back) there."""
+        self._data = data
+
+    # --- outcomes (from executor threads) --------------------------------------------------------
+
+    def _deliver(self, unit: Unit, index: int, outcome: UnitOutcome) -> None:
         try:
             if outcome.error is not None:
                 self.status.add_error(outcome.label, outcome.error)
-                return
-            if outcome.oom_fallback:
-                self.note_oom_fallback(outcome.label)
-            for key, shape, dtype, record, plane in outcome.planes:
-                if plane is not None:  # memory output: stored here
-                    self._sink.write(key, plane)
-                    self.status.add_planes(1)
-                    continue
-                if self.spec.output == "zarr":
-                    self._sink.add_field(key.well, key.site)
-                self._publish(key, shape, np.dtype(dtype), record)
-            self.add_rows(outcome.rows)
+            else:
+                if outcome.oom_fallback:
+                    self.status.log(f"{outcome.label}: ran out of GPU memory, finished on the CPU")
+                    self.status.update(fallback="out of GPU memory: some units ran on the CPU")
+                for result, key, shape, dtype, record, plane in outcome.planes:
+                    if self.cancelled and self._dask is None:
+                        return
+                    self._publish(result, key, shape, np.dtype(dtype), record, plane)
+                self._write_rois(outcome)
+            for sink in self._sinks:
+                sink.take(outcome, unit)
         finally:
             self.status.add_done()
 
-    def _make_sink(self, units: list[Unit]) -> Any:
-        data = self._data
-        if self.spec.output == "memory":
-            return MemoryPlaneSink(self.plate)
-        if self.spec.output == "tiff":
-            return TiffFolderSink(data / "tiff", pixel_size_um=self._pixel_size)
-        values: dict[str, list[Any]] = {"t": [], "channel": [], "z": []}
-        for unit in units:
-            for key in self._output_keys(unit, None):
-                for axis, seen in values.items():
-                    if getattr(key, axis) not in seen:
-                        seen.append(getattr(key, axis))
-        order = {a: sorted(v, key=lambda x: (isinstance(x, str), x if isinstance(x, int) else 0, str(x)))
-                 for a, v in values.items()}
-        self._axes = (tuple(order["t"]), tuple(order["channel"]), tuple(order["z"]))
-        self._zarr_cache = ZarrArrayCache(data / "plate.ome.zarr")
-        return ZarrPlaneSink(data / "plate.ome.zarr", t=order["t"], channel=order["channel"], z=order["z"],
-                             channel_names=self._channel_names, pixel_size_um=self._pixel_size,
-                             name=self.spec.name, shared=self._dask is not None)
+    def _write_rois(self, outcome: UnitOutcome) -> None:
+        if not outcome.rois:
+            return
+        folder = self.folder / "rois"
+        folder.mkdir(exist_ok=True)
+        for name, data, _ in outcome.rois:
+            write_atomic(folder / name, data)
+            self.output.add_file("rois", name, folder / name)
 
-    def _output_keys(self, unit: Unit, depth: int | None) -> list[PlaneKey]:
-        return output_keys(self.spec, self._reduction, unit, depth)
+    def _publish(self, result: str, key: PlaneKey, shape: tuple[int, int], dtype: np.dtype,
+                 record: dict[str, Any], plane: np.ndarray | None) -> None:
+        """Make a completely stored plane visible and journal it."""
+        plate = self._plates[result]
+        if plane is not None:  # memory output: the plate holds it
+            plate.add(key, plane)
+            self.status.add_planes(1)
+            return
+        folder = self._placement.folder(result)
+        base = self._data / folder if folder else self._data
+        if "file" in record:
+            path = Path(base) / "tiff" / record["file"]
+            plate.publish(key, shape, dtype, _tiff_reader(path), passthrough=path)
+        else:
+            store = self._stores.get(result)
+            if self._dask is not None and store is not None:
+                store.add_field(key.well, key.site)  # a worker made it; the driver writes the documents
+            cache = self._caches.get(result)
+            if cache is None:
+                cache = self._caches[result] = ZarrArrayCache(base / "plate.ome.zarr")
+            location = dict(record)
+            plate.publish(key, shape, dtype, lambda: cache.read(location))
+        extra: dict[str, Any] = {"result": folder} if folder else {}
+        if self._data != self.folder / "data":
+            extra["data"] = str(self._data)
+        self._journal.append(key, {"shape": list(shape), "dtype": dtype.str, **record, **extra})
+        self.status.add_planes(1)
+
+    # --- the end --------------------------------------------------------------------------------
 
     def _finish(self) -> None:
         status = self.status
-        if self._sink is not None:
-            self._sink.finish()
+        for store in self._stores.values():
+            if store is not None:
+                store.finish()
         if self.cancelled:
             status.update(state="cancelled", finished=_now())
             status.log("cancelled")
@@ -356,119 +283,49 @@ class Run:
         if doc["total"] and len(doc["errors"]) + doc["errors_dropped"] >= doc["total"]:
             status.update(state="failed", message="every unit failed", finished=_now())
             return
-        self._write_tables()
+        for sink in self._sinks:
+            for line in sink.finish(True):
+                status.log(line)
+        self._render_heatmaps()
         status.update(state="done", finished=_now())
         status.log(f"done: {doc['planes']} planes, {len(doc['errors'])} unit errors")
 
-    def _write_tables(self) -> None:
-        (self.folder / TABLES_DIR).mkdir(parents=True, exist_ok=True)
-        for step in self.spec.steps:
-            definition = self.registry.get(step.func)
-            for table in step.tables:
-                columns = (*KEY_COLUMNS, *definition.tables[table].columns)
-                rows = sorted(self._rows.get(table, []), key=lambda r: (sort_key(r[0]), r[1].get("label", 0)))
-                data = tables_csv(columns, (_key_row(key) | row for key, row in rows))
-                write_atomic(self.folder / TABLES_DIR / f"{table}.csv", data)
-                self.output.set_table(f"{table}.csv", data)
-                self.status.log(f"table {table}.csv: {len(rows)} rows")
-
-    # --- one unit (in a pool thread) ------------------------------------------------------------
-
-    def _unit(self, unit: Unit) -> None:
-        try:
-            if not self.cancelled:
-                self._unit_in_time(unit)
-        except Exception as exc:
-            self.status.add_error(unit.label, f"{type(exc).__name__}: {exc}")
-        finally:
-            self.status.add_done()
-            self._limiter.release()
-
-    def _unit_in_time(self, unit: Unit) -> None:
-        """Run one unit in a thread of its own, at most ``unit_timeout`` seconds.
-
-        A thread cannot be killed: a unit that overruns is abandoned (its thread left to finish, or
-        hang, as a daemon thread), reported as a failed unit, and whatever it computes later is
-        discarded (it checks before each plane it would write). After ``MAX_ABANDONED`` of them the run
-        stops: a function that hangs every unit would otherwise pile up threads.
-        """
-        if self._unit_timeout is None:
-            self._compute_and_write(unit, threading.Event())
+    def _render_heatmaps(self) -> None:
+        if not self.spec.heatmaps:
             return
-        abandoned = threading.Event()
-        failure: list[BaseException] = []
+        from hcsfs.pipelines.heatmap import heatmap_png, plate_shape
+        from hcsfs.pipelines.tables import AnalysisTables
 
-        def work() -> None:
-            try:
-                self._compute_and_write(unit, abandoned)
-            except BaseException as exc:  # re-raised in the pool thread below
-                failure.append(exc)
+        tables = next(s.sink for s in self._sinks if isinstance(s.sink, AnalysisTables))
+        rows, columns = plate_shape(tables.well_rows or ["A01"])
+        folder = self.folder / "heatmaps"
+        folder.mkdir(exist_ok=True)
+        for column in self.spec.heatmaps:
+            values = {well: row.get(column) for well, row in tables.well_rows.items()}
+            path = folder / f"{column}.png"
+            write_atomic(path, heatmap_png(values, column, rows=rows, columns=columns))
+            self.output.add_file("heatmaps", path.name, path)
+        self.status.log(f"heatmaps: {len(self.spec.heatmaps)} pictures of {rows}x{columns} wells")
 
-        thread = threading.Thread(target=work, name=f"hcsfs-unit-{unit.label}", daemon=True)
-        thread.start()
-        thread.join(self._unit_timeout)
-        if thread.is_alive():
-            abandoned.set()
-            with self._lock:
-                self._abandoned += 1
-                too_many = self._abandoned >= MAX_ABANDONED
-            if too_many and not self.cancelled:
-                self.status.update(message=f"stopped: {self._abandoned} units timed out")
-                self.status.log(f"{self._abandoned} units timed out: stopping the run")
-                self.cancel()
-            raise TimeoutError(f"took longer than {self._unit_timeout:g} s: abandoned, its result "
-                               f"is discarded")
-        if failure:
-            raise failure[0]
 
-    def _compute_and_write(self, unit: Unit, abandoned: threading.Event) -> None:
-        def stop() -> bool:
-            return self.cancelled or abandoned.is_set()
+class _Once:
+    """A sink whose ``finish`` runs once (the driver calls it again after failures)."""
 
-        result = compute_unit(self.spec, self.registry, self.source, unit, self._gpu_id, cancelled=stop)
-        if result is None:
-            return
-        if result.oom_fallback:
-            self.note_oom_fallback(unit.label)
-        for key, plane in zip(result.keys, result.planes, strict=True):
-            if stop():
-                return
-            self._write_plane(key, plane)
-        self.add_rows(result.rows)
+    def __init__(self, sink: Any) -> None:
+        self.sink = sink
+        self._finished = False
+        self._lock = threading.Lock()
 
-    def note_oom_fallback(self, label: str) -> None:
-        self.status.log(f"{label}: ran out of GPU memory, finished on the CPU")
-        self.status.update(fallback="out of GPU memory: some units ran on the CPU")
+    def take(self, outcome: UnitOutcome, unit: Unit) -> None:
+        self.sink.take(outcome, unit)
 
-    def add_rows(self, rows: list[tuple[str, PlaneKey, dict[str, Any]]]) -> None:
+    def finish(self, complete: bool) -> list[str]:
         with self._lock:
-            for table, key, row in rows:
-                self._rows.setdefault(table, []).append((key, row))
-
-    def _write_plane(self, key: PlaneKey, plane: np.ndarray) -> None:
-        record = self._sink.write(key, plane)  # complete on storage when this returns
-        if self.spec.output == "memory":
-            self.status.add_planes(1)
-            return
-        self._publish(key, (int(plane.shape[0]), int(plane.shape[1])), plane.dtype, record)
-
-    def _publish(self, key: PlaneKey, shape: tuple[int, int], dtype: np.dtype,
-                 record: dict[str, Any]) -> None:
-        """Make a completely stored plane visible under ``/<name>/`` and journal it."""
-        if "file" in record:
-            path = self._data / "tiff" / record["file"]
-            self.plate.publish(key, shape, dtype, _tiff_reader(path), passthrough=path)
-        else:
-            location = dict(record)
-            cache = self._zarr_cache
-            self.plate.publish(key, shape, dtype, lambda: cache.read(location))
-        extra = {} if self._data == self.folder / "data" else {"data": str(self._data)}
-        self._journal.append(key, {"shape": list(shape), "dtype": dtype.str, **record, **extra})
-        self.status.add_planes(1)
-
-
-def _key_row(key: PlaneKey) -> dict[str, Any]:
-    return {axis: getattr(key, axis) for axis in AXES}
+            if self._finished:
+                return []
+            self._finished = True
+        lines: list[str] = self.sink.finish(complete)
+        return lines
 
 
 def _tiff_reader(path: Path) -> Callable[[], np.ndarray]:
@@ -484,3 +341,4 @@ def _now() -> str:
     from hcsfs.pipelines.status import now_iso
 
     return now_iso()
+

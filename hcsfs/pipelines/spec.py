@@ -8,6 +8,7 @@ lengths, and every argument checked against its function's declared type and ran
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Mapping
@@ -26,6 +27,7 @@ __all__ = [
     "DEFAULT_GROUP_BY",
     "MAX_SPEC_BYTES",
     "PipelineSpec",
+    "MeasureSpec",
     "Selection",
     "StepSpec",
     "check_run_name",
@@ -46,11 +48,15 @@ OUTPUTS = ("zarr", "tiff", "memory")
 RESERVED_NAMES = frozenset({"hcsfs", "pipelines", "readme", "con", "nul"})
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 _DEVICE_RE = re.compile(r"cuda:(\d{1,2})")
-_TOP_FIELDS = ("name", "select", "group_by", "device", "output", "scheduler", "resources", "steps")
+_TOP_FIELDS = ("name", "select", "group_by", "device", "output", "scheduler", "resources", "steps",
+               "channels", "save", "rois", "heatmaps", "table_format")
+ANALYSIS_FIELDS = ("channels", "save", "rois", "heatmaps", "table_format")
+"""Top-level fields of analysis specs (docs/pipelines.md, "Analysis specs")."""
 _SCHEDULER_RE = re.compile(r"(tcp|tls)://[A-Za-z0-9_.:\[\]-]{1,250}")
 _RESOURCE_RE = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,31}")
 MAX_RESOURCES = 8
-_STEP_FIELDS = ("func", "memory", "args", "tables")
+_STEP_FIELDS = ("func", "memory", "args", "tables", "input", "inputs", "as")
+ANALYSIS_STEP_FIELDS = ("input", "inputs", "as")
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,14 +79,40 @@ class Selection:
 
 @dataclass(frozen=True, slots=True)
 class StepSpec:
+    """One function step. In analysis specs ``input``, ``inputs`` and ``name`` (``as:``) wire the graph;
+    ``input`` is always resolved (the previous result when the spec leaves it out)."""
+
     func: str
     memory: MemoryType
     args: tuple[tuple[str, Any], ...]
     tables: tuple[str, ...] = ()
+    input: str | None = None
+    inputs: tuple[tuple[str, str], ...] = ()
+    """Array arguments besides the main input: ``(parameter, result name)``."""
+    name: str | None = None
+    """The result's name (``as:``); ``None``: anonymous, usable only by the next step."""
+    position: int = 0
+    """Index in the spec's ``steps`` list (measure steps included), for messages."""
 
     @property
     def kwargs(self) -> dict[str, Any]:
         return dict(self.args)
+
+    @property
+    def result(self) -> str:
+        """The name the step's result is known by inside the run (``#3`` when anonymous)."""
+        return self.name if self.name is not None else f"#{self.position}"
+
+
+@dataclass(frozen=True, slots=True)
+class MeasureSpec:
+    """A ``measure`` step: per-object rows of ``objects`` (a labels result) into ``table``."""
+
+    features: tuple[str, ...]
+    objects: str
+    channels: tuple[str, ...]
+    table: str
+    position: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,11 +128,25 @@ class PipelineSpec:
     mount's default. The manager runs only on schedulers the mount's owner allowed."""
     resources: tuple[tuple[str, float], ...] = ()
     """Dask worker resources each unit needs (``{GPU: 1}`` runs units on GPU workers only)."""
+    channels: tuple[tuple[str, int | str], ...] = ()
+    """Analysis specs: ``(alias, channel number or the plate's channel name)``; empty for version 1."""
+    measures: tuple[MeasureSpec, ...] = ()
+    save: tuple[str, ...] = ()
+    """Analysis specs: the results written as planes (under ``/<name>/<result>/``)."""
+    rois: tuple[str, ...] = ()
+    heatmaps: tuple[str, ...] = ()
+    table_format: str = "csv"
+    """``csv``, or ``parquet``: the analysis tables as Parquet files too."""
+
+    @property
+    def is_analysis(self) -> bool:
+        """Whether this is an analysis spec (several channels, named results), not version 1."""
+        return bool(self.channels)
 
     @property
     def stacked_axis(self) -> str | None:
         """The axis each unit stacks (``z`` by default), ``None`` when units are single planes."""
-        rest = [a for a in AXES if a not in self.group_by]
+        rest = [a for a in AXES if a not in self.group_by and not (a == "channel" and self.channels)]
         return rest[0] if rest else None
 
 
@@ -351,7 +397,44 @@ def _parse_step(value: Any, i: int, registry: FunctionRegistry) -> StepSpec:
             raise SpecError(f"{where}.tables[{j}]", f"{func} writes no table {table!r} (tables: {offered})")
         if table in tables[:j]:
             raise SpecError(f"{where}.tables[{j}]", f"table {table!r} given twice")
-    return StepSpec(func, memory, tuple(checked.items()), tuple(tables))
+    return StepSpec(func, memory, tuple(checked.items()), tuple(tables), position=i)
+
+
+def _wire_step(step: StepSpec, doc: dict[str, Any], previous: str | None, registry: FunctionRegistry
+               ) -> StepSpec:
+    """An analysis step's ``input``, ``inputs`` and ``as`` (names are resolved by the graph check)."""
+    from hcsfs.pipelines.analysis import check_name
+
+    where = f"steps[{step.position}]"
+    definition = registry.get(step.func)
+    main = doc.get("input")
+    if main is not None and not isinstance(main, str):
+        raise SpecError(f"{where}.input", f"a channel or result name, not {type(main).__name__}")
+    wired: list[tuple[str, str]] = []
+    raw_inputs = doc.get("inputs")
+    for param, name in _mapping(raw_inputs, f"{where}.inputs").items() if raw_inputs is not None else ():
+        if not isinstance(name, str):
+            raise SpecError(f"{where}.inputs.{param}", f"a result name, not {type(name).__name__}")
+        if param == definition.input_name:
+            if main is not None:
+                raise SpecError(f"{where}.inputs.{param}", f"the main input, already given by input: {main}")
+            main = name
+        elif definition.array_param(param) is None:
+            names = ", ".join([definition.input_name, *(p.name for p in definition.array_params)])
+            raise SpecError(f"{where}.inputs.{param}",
+                            f"{step.func} takes no array {param!r} (takes: {names})")
+        else:
+            wired.append((param, name))
+    for declared in definition.array_params:
+        if declared.required and declared.name not in dict(wired):
+            raise SpecError(f"{where}.inputs.{declared.name}", f"required: {step.func} needs a "
+                                                                f"{declared.name} result")
+    if main is None:
+        if previous is None:
+            raise SpecError(f"{where}.input", "required: which channel the first step reads")
+        main = previous
+    name = check_name(doc["as"], f"{where}.as", "result name") if doc.get("as") is not None else None
+    return dataclasses.replace(step, input=main, inputs=tuple(wired), name=name)
 
 
 def _parse_memory(value: Any, func: str, registry: FunctionRegistry, where: str) -> MemoryType:
@@ -381,9 +464,19 @@ def parse_spec(filename: str, data: bytes, registry: FunctionRegistry) -> Pipeli
     if not isinstance(document, dict):
         raise SpecError("spec", "must be a mapping with at least 'steps'")
     _unknown(document, _TOP_FIELDS, "")
+    analysis = document.get("channels") is not None
+    if not analysis:
+        _no_analysis_fields(document)
     name = check_run_name(document.get("name", filename[: -len(extension)]))
     select = _parse_selection(document["select"]) if document.get("select") is not None else Selection()
-    group_by = _parse_group_by(document["group_by"]) if "group_by" in document else DEFAULT_GROUP_BY
+    if analysis:
+        from hcsfs.pipelines.analysis import parse_group_by
+
+        group_by = parse_group_by(document.get("group_by"))
+        if select.channel is not None:
+            raise SpecError("select.channel", "with channels:, the channels a unit holds are named there")
+    else:
+        group_by = _parse_group_by(document["group_by"]) if "group_by" in document else DEFAULT_GROUP_BY
     device = _parse_device(document.get("device", "auto"))
     output = document.get("output", "zarr" if _zarr_installed() else "tiff")
     if output not in OUTPUTS:
@@ -395,14 +488,67 @@ def parse_spec(filename: str, data: bytes, registry: FunctionRegistry) -> Pipeli
         raise SpecError("steps", "required: a non-empty list of steps")
     if len(steps_doc) > MAX_STEPS:
         raise SpecError("steps", f"{len(steps_doc)} steps, more than {MAX_STEPS}")
-    steps = tuple(_parse_step(s, i, registry) for i, s in enumerate(steps_doc))
-    _check_flow(steps, group_by, registry)
     scheduler = _parse_scheduler(document.get("scheduler"))
     resources = _parse_resources(document["resources"]) if document.get("resources") is not None else ()
     if resources and scheduler == "local":
         raise SpecError("resources", "worker resources need a Dask scheduler, not local")
-    return PipelineSpec(name=name, steps=steps, select=select, group_by=group_by, device=device,
-                        output=str(output), scheduler=scheduler, resources=resources)
+    common: dict[str, Any] = {"name": name, "select": select, "group_by": group_by, "device": device,
+                              "output": str(output), "scheduler": scheduler, "resources": resources}
+    if analysis:
+        return _parse_analysis_spec(document, steps_doc, common, registry)
+    for i, raw in enumerate(steps_doc):
+        if isinstance(raw, dict) and "measure" in raw:
+            raise SpecError(f"steps[{i}].measure", "measure steps need channels: (an analysis spec)")
+    steps = tuple(_parse_step(s, i, registry) for i, s in enumerate(steps_doc))
+    for step, raw in zip(steps, steps_doc, strict=True):
+        for key in ANALYSIS_STEP_FIELDS:
+            if key in raw:
+                raise SpecError(f"steps[{step.position}].{key}", "named inputs and results need channels: "
+                                                                  "(an analysis spec, docs/pipelines.md)")
+    _check_flow(steps, group_by, registry)
+    return PipelineSpec(steps=steps, **common)
+
+
+def _no_analysis_fields(document: dict[str, Any]) -> None:
+    for key in ANALYSIS_FIELDS:
+        if key in document:
+            raise SpecError(key, "needs channels: (an analysis spec, docs/pipelines.md)")
+
+
+def _parse_analysis_spec(document: dict[str, Any], steps_doc: list[Any], common: dict[str, Any],
+                         registry: FunctionRegistry) -> PipelineSpec:
+    from hcsfs.pipelines import analysis
+
+    fields = analysis.parse_analysis(document)
+    aliases = [alias for alias, _ in fields["channels"]]
+    previous: str | None = aliases[0] if len(aliases) == 1 else None
+    steps: list[StepSpec] = []
+    measures = []
+    for i, raw in enumerate(steps_doc):
+        if isinstance(raw, dict) and "measure" in raw:
+            measures.append(analysis.parse_measure(raw, i))
+            continue
+        step = _wire_step(_parse_step(raw, i, registry), raw, previous, registry)
+        steps.append(step)
+        previous = step.result
+    if not steps:
+        raise SpecError("steps", "needs at least one function step")
+    save = analysis.parse_name_list(document, "save")
+    if save is None:
+        save = (steps[-1].result,) if steps[-1].name is not None else ()
+    spec = PipelineSpec(steps=tuple(steps), measures=tuple(measures), save=save,
+                        rois=analysis.parse_name_list(document, "rois") or (),
+                        heatmaps=analysis.parse_name_list(document, "heatmaps") or (),
+                        channels=fields["channels"], table_format=fields["table_format"], **common)
+    tables: dict[str, int] = {}
+    for step in spec.steps:
+        for j, table in enumerate(step.tables):
+            if table in tables:
+                raise SpecError(f"steps[{step.position}].tables[{j}]", f"table {table!r} is already written "
+                                                                      f"by steps[{tables[table]}]")
+            tables[table] = step.position
+    analysis.build_graph(spec, registry)
+    return spec
 
 
 def _zarr_installed() -> bool:

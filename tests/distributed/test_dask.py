@@ -64,7 +64,7 @@ def test_dask_run_equals_the_local_run(store: Path, address: str, tmp_path: Path
         assert got.keys() == want.keys() and len(got) == 12
         for name in want:
             np.testing.assert_array_equal(got[name], want[name])
-        assert dask.output("nuclei").tables() == local.output("nuclei").tables()  # type: ignore[union-attr]
+        assert dask.output("nuclei").table_bytes() == local.output("nuclei").table_bytes()  # type: ignore[union-attr]
         if output == "zarr":  # a complete OME-Zarr plate, readable as a plate of its own
             run_dir = next((tmp_path / "dask" / "runs").iterdir())
             written = hcsfs.open_plate(run_dir / "data" / "plate.ome.zarr")

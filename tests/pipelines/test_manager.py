@@ -55,8 +55,8 @@ def test_outputs_and_tables_equal_an_independent_computation(manager_factory, ou
     assert [k.name for k in result.source.keys()] == [
         "A01_s001_w1_z001_t001.tif", "A01_s001_w1_z002_t001.tif",
         "B02_s001_w1_z001_t001.tif", "B02_s001_w1_z002_t001.tif"]
-    objects = _csv(result.tables()["objects.csv"])
-    counts = _csv(result.tables()["object_counts.csv"])
+    objects = _csv(result.table_bytes()["objects.csv"])
+    counts = _csv(result.table_bytes()["object_counts.csv"])
     assert list(objects[0])[:5] == ["well", "site", "channel", "z", "t"]
     for well in ("A01", "B02"):
         keys, stack = _unit_stack(plate, well)
@@ -222,7 +222,7 @@ def test_outputs_persist_across_managers(manager_factory, registry, tmp_path) ->
     first.remove("gone.yaml")
     planes = {n: {k: first.output(n).source.read_plane(k) for k in first.output(n).source.keys()}
               for n in ("nuclei", "t")}
-    tables = first.output("nuclei").tables()
+    tables = first.output("nuclei").table_bytes()
     first.close()
     second = manager_factory(plate)
     assert second.run_names() == ["bad", "gone", "nuclei", "t"]
@@ -234,7 +234,7 @@ def test_outputs_persist_across_managers(manager_factory, registry, tmp_path) ->
         assert source.keys() == list(expected)
         for key, plane in expected.items():
             np.testing.assert_array_equal(source.read_plane(key), plane)
-    assert second.output("nuclei").tables() == tables
+    assert second.output("nuclei").table_bytes() == tables
     assert "done" in second.log("nuclei").decode()
 
 
