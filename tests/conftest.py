@@ -57,7 +57,8 @@ def no_mount_left_behind(tmp_path_factory: pytest.TempPathFactory) -> Iterator[N
     yield
     from hcsfs.fs.mounttable import mount_entries
 
-    base = str(tmp_path_factory.getbasetemp().parent)
+    # This run's folders only: other pytest runs on the machine (pytest-of-<user>/pytest-N) keep theirs.
+    base = str(tmp_path_factory.getbasetemp())
     left = [e.mountpoint for e in mount_entries()
             if e.fstype == "fuse.hcsfs" and e.mountpoint.startswith(base)]
     for mountpoint in left:

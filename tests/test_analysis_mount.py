@@ -63,9 +63,10 @@ def test_screen_analysis_through_a_mount_and_without_fuse(mountpoint: Path, tmp_
     spec = tmp_path / "screen.yaml"
     spec.write_text(SCREEN)
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    with hcsfs.mounted(folder, mountpoint, outputs=tmp_path / "outputs") as mnt:
+    with hcsfs.mounted(folder, mountpoint, outputs=tmp_path / "outputs"):
+        mnt = mountpoint
         subprocess.run(["sh", "-c", f"cat > {mnt}/.pipelines/first.yaml"], input=SCREEN, text=True, check=True)
-        done = subprocess.run([sys.executable, "-m", "hcsfs", "run", str(mnt), str(spec), "--wait"],
+        done = subprocess.run([sys.executable, "-m", "hcsfs", "run", str(mountpoint), str(spec), "--wait"],
                               capture_output=True, text=True, env=env, timeout=300)
         assert done.returncode == 0, done.stdout + done.stderr
         run = mnt / "screen"

@@ -24,6 +24,25 @@ Fields: name (defaults to the file name), select ({{{", ".join(AXES)}: [values]}
 group_by (default {list(DEFAULT_GROUP_BY)}; each unit stacks the one axis left out),
 device (auto | cpu | cuda:N), output ({" | ".join(OUTPUTS)}), steps (func, memory, args, tables).
 
+An analysis spec names the channels every unit holds, wires named results, and measures objects:
+
+    cat > screen.yaml <<'YAML'
+    channels: {{DAPI: 1, GFP: 2}}
+    steps:
+      - {{func: gaussian_filter, input: DAPI, args: {{sigma: 2}}, as: smooth}}
+      - {{func: threshold_otsu, input: smooth, as: mask}}
+      - {{func: label, input: mask, as: nuclei}}
+      - {{func: expand_labels, input: nuclei, args: {{distance: 5}}, as: cells}}
+      - {{measure: [shape, intensity], objects: nuclei, channels: [DAPI, GFP], table: nuclei}}
+      - {{measure: [intensity], objects: cells, channels: [GFP], table: cells}}
+    save: [nuclei, cells]
+    rois: [nuclei]
+    heatmaps: [Count_nuclei, Intensity_MeanIntensity_GFP_nuclei]
+    YAML
+
+Its run folder holds /<name>/<result>/ planes, <table>.csv, image.csv, wells.csv, rois/ (ImageJ ROI
+sets) and heatmaps/ (plate pictures of wells.csv columns); see docs/pipelines.md.
+
 <name>.status is the live JSON status, <name>.log the log; outputs appear in /<name>/ as they are
 written, tables as /<name>/<table>.csv when the run is done. Removing the spec cancels its run;
 writing it again restarts it. Only the functions below can run (no code, imports or shell).
@@ -39,6 +58,11 @@ def readme_text(registry: FunctionRegistry) -> str:
     for name in registry.names():
         fn = registry.get(name)
         lines.append(f"{name}: {fn.doc}")
+        if fn.accepts:
+            lines.append(f"    input: {' or '.join(sorted(fn.accepts))}")
+        for array in fn.array_params:
+            need = "required" if array.required else "optional"
+            lines.append(f"    {array.name}: {array.kind or 'any'} result, given by inputs: ({need})")
         for param in fn.params:
             lines.append(f"    {param.describe()}")
         lines.append(f"    output: {fn.output}")

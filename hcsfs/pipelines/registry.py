@@ -247,14 +247,17 @@ def default_registry() -> FunctionRegistry:
 def function_table_markdown(registry: FunctionRegistry | None = None) -> str:
     """A Markdown table of the registry's functions (docs/pipelines.md and ``.pipelines/README``)."""
     registry = registry or default_registry()
-    lines = ["| function | what it does | arguments | output | memory types | tables |",
-             "| --- | --- | --- | --- | --- | --- |"]
+    lines = ["| function | what it does | input | arguments | output | memory types | tables |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
     for name in registry.names():
         fn = registry.get(name)
-        args = "<br>".join(p.describe() for p in fn.params) or "none"
+        arrays = [f"{a.name}: {a.kind or 'any'} result (`inputs:`), {'required' if a.required else 'optional'}"
+                  for a in fn.array_params]
+        args = "<br>".join([*arrays, *(p.describe() for p in fn.params)]) or "none"
         types = ", ".join(m.value for m in registry.memory_types(name))
         tables = "<br>".join(f"`{t}`: {d.doc}" for t, d in fn.tables.items())
-        lines.append(f"| `{name}` | {fn.doc} | {args} | {fn.output} | {types} | {tables} |")
+        accepts = " or ".join(sorted(fn.accepts)) if fn.accepts else "any"
+        lines.append(f"| `{name}` | {fn.doc} | {accepts} | {args} | {fn.output} | {types} | {tables} |")
     return "\n".join(lines)
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.clients import cellprofiler_env
 from tests.conftest import IN_CI
 
 # The Debian packages .ci/run installs for these tests.
@@ -36,6 +37,18 @@ def missing(reason: str) -> None:
     if IN_CI:
         pytest.fail(f"CI lacks a client: {reason}", pytrace=False)
     pytest.skip(reason=reason)
+
+
+@pytest.fixture(scope="session")
+def cellprofiler() -> Path:
+    """The ``cellprofiler`` executable of CellProfiler 4.2.8's own venv, built on first use."""
+    problem = cellprofiler_env.missing_prerequisite()
+    if problem:
+        missing(f"CellProfiler cannot be built here: {problem}")
+    try:
+        return cellprofiler_env.ensure_cellprofiler()
+    except RuntimeError as exc:  # pragma: no cover - reported with the build log's path
+        pytest.fail(f"building CellProfiler's venv failed: {exc}", pytrace=False)
 
 
 def need_tool(name: str) -> str:

@@ -19,7 +19,6 @@ import pytest
 import hcsfs
 from hcsfs import PlaneKey
 from tests.clients import cellprofiler_env
-from tests.clients.conftest import missing
 from tests.clients.synthetic import nuclei_count, nuclei_plate
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,17 +43,6 @@ def test_pipeline_regex_reads_every_flat_name() -> None:
         assert found["ZSlice"].lstrip("0") == str(key.z)
         assert found["TimePoint"].lstrip("0") == str(key.t)
     assert regex.fullmatch("plate.json") is None
-
-
-@pytest.fixture(scope="session")
-def cellprofiler() -> Path:
-    problem = cellprofiler_env.missing_prerequisite()
-    if problem:
-        missing(f"CellProfiler cannot be built here: {problem}")
-    try:
-        return cellprofiler_env.ensure_cellprofiler()
-    except RuntimeError as exc:  # pragma: no cover - reported with the build log's path
-        pytest.fail(f"building CellProfiler's venv failed: {exc}", pytrace=False)
 
 
 @pytest.mark.clients

@@ -69,3 +69,44 @@ def test_imagej_measures_each_object_exactly(tmp_path: Path) -> None:
             assert int(roi["min"]) == int(roi["max"]) == number
         else:  # its holes are under it too
             assert int(roi["max"]) == number and int(roi["min"]) < number
+
+
+@pytest.mark.mount
+def test_imagej_opens_the_roi_sets_of_an_analysis_run_through_a_mount(mountpoint: Path, tmp_path: Path
+                                                                      ) -> None:
+    """The issue's check: the ROI Manager counts exactly the objects of that plane in nuclei.csv, and each
+    ROI's Area is the object's AreaShape_Area plus the pixels of its holes (counted here by scipy on the
+    labels plane read through the mount); for an object without holes the two are equal."""
+    import csv
+    import json
+    import time
+
+    import hcsfs
+    from tests.test_analysis_mount import SCREEN, screen_folder
+
+    folder = screen_folder(tmp_path / "plate")
+    with hcsfs.mounted(folder, mountpoint, outputs=tmp_path / "outputs"):
+        (mountpoint / ".pipelines" / "screen.yaml").write_text(SCREEN)
+        status = mountpoint / ".pipelines" / "screen.status"
+        deadline = time.monotonic() + 300
+        while json.loads(status.read_bytes())["state"] not in ("done", "failed", "cancelled"):
+            assert time.monotonic() < deadline, "the run did not end"
+            time.sleep(0.1)
+        assert json.loads(status.read_bytes())["state"] == "done"
+        with open(mountpoint / "screen" / "nuclei.csv", newline="") as file:
+            rows = list(csv.DictReader(file))
+        checked = 0
+        for stem in ("A01_s001_w1_z001_t001", "B03_s002_w1_z001_t001"):
+            well, site = stem[:3], int(stem[5:8])
+            plane = [r for r in rows if r["well"] == well and int(r["site"]) == site]
+            labels = tifffile.imread(mountpoint / "screen" / "nuclei" / f"{stem}.tif")
+            zip_path = mountpoint / "screen" / "rois" / f"{stem}_nuclei.roi.zip"
+            measured = imagej_roi_areas(zip_path, labels.shape[1], labels.shape[0])
+            assert len(measured) == len(plane) > 0
+            for (name, area), row in zip(measured, plane, strict=True):
+                number = int(row["ObjectNumber"])
+                assert int(name) == number
+                filled = int(ndi.binary_fill_holes(labels == number).sum())
+                assert area == filled >= int(row["AreaShape_Area"])
+                checked += 1
+    assert checked > 10
