@@ -65,7 +65,8 @@ def test_screen_analysis_through_a_mount_and_without_fuse(mountpoint: Path, tmp_
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     with hcsfs.mounted(folder, mountpoint, outputs=tmp_path / "outputs"):
         mnt = mountpoint
-        subprocess.run(["sh", "-c", f"cat > {mnt}/.pipelines/first.yaml"], input=SCREEN, text=True, check=True)
+        subprocess.run(["sh", "-c", f"cat > {mnt}/.pipelines/first.yaml"], input=SCREEN, text=True,
+                       check=True)
         done = subprocess.run([sys.executable, "-m", "hcsfs", "run", str(mountpoint), str(spec), "--wait"],
                               capture_output=True, text=True, env=env, timeout=300)
         assert done.returncode == 0, done.stdout + done.stderr
@@ -90,7 +91,8 @@ def test_screen_analysis_through_a_mount_and_without_fuse(mountpoint: Path, tmp_
                 assert list(rows.AreaShape_Area) == [p.area for p in measure.regionprops(expected)]
                 rois = roifile.roiread(run / "rois" / f"{name}_nuclei.roi.zip")
                 assert [int(r.name) for r in rois] == list(rows.ObjectNumber)
-                assert int(image[(image.well == well) & (image.site == site)].Count_nuclei.iloc[0]) == len(rows)
+                at = image[(image.well == well) & (image.site == site)]
+                assert int(at.Count_nuclei.iloc[0]) == len(rows)
                 counts[well] = counts.get(well, 0) + len(rows)
         assert list(wells.well) == list(WELLS)
         assert list(wells.Count_nuclei) == [counts[w] for w in WELLS]
@@ -101,8 +103,8 @@ def test_screen_analysis_through_a_mount_and_without_fuse(mountpoint: Path, tmp_
         mounted_tables = {n: (run / n).read_bytes() for n in ("nuclei.csv", "cells.csv", "image.csv",
                                                                 "wells.csv")}
     out = tmp_path / "processed"
-    done = subprocess.run([sys.executable, "-m", "hcsfs", "process", str(folder), str(spec), "--out", str(out)],
-                          capture_output=True, text=True, env=env, timeout=300)
+    command = [sys.executable, "-m", "hcsfs", "process", str(folder), str(spec), "--out", str(out)]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     for name, data in mounted_tables.items():
         assert (out / "tables" / name).read_bytes() == data, name
@@ -115,7 +117,7 @@ def test_process_refuses_a_bad_spec_before_writing(tmp_path: Path) -> None:
     spec = tmp_path / "bad.yaml"
     spec.write_text(SCREEN.replace("objects: cells, channels: [GFP]", "objects: mask, channels: [GFP]"))
     out = tmp_path / "out"
-    done = subprocess.run([sys.executable, "-m", "hcsfs", "process", str(folder), str(spec), "--out", str(out)],
-                          capture_output=True, text=True, timeout=120)
+    command = [sys.executable, "-m", "hcsfs", "process", str(folder), str(spec), "--out", str(out)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert done.returncode != 0 and "steps[5].objects" in done.stderr, done.stderr
     assert not out.exists()

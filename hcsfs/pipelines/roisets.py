@@ -168,5 +168,8 @@ def roi_zip_bytes(labels: np.ndarray) -> bytes:
             roi.options &= ROI_OPTIONS.SUB_PIXEL_RESOLUTION  # frompoints' overlay flags are not wanted
             # Corner coordinates: the bounds are the polygon's own (frompoints adds 1 for pixel centres).
             roi.right, roi.bottom = (int(v) for v in vertices.max(axis=0))
-            archive.writestr(name + ".roi", roi.tobytes())
+            # A fixed entry time: the same labels always give the same bytes (reruns, Dask vs local).
+            entry = zipfile.ZipInfo(name + ".roi", date_time=(1980, 1, 1, 0, 0, 0))
+            entry.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(entry, roi.tobytes())
     return buffer.getvalue()

@@ -181,7 +181,8 @@ def test_cellprofiler_agrees_with_an_hcsfs_analysis_run(cellprofiler: Path, moun
         for channel in ("DAPI", "GFP"):
             for feature in ("IntegratedIntensity", "MeanIntensity"):
                 column = f"Intensity_{feature}_{channel}"
-                assert float(other[column]) * SCALE == pytest.approx(float(row[column]), rel=1e-6), (key, column)
+                expected = pytest.approx(float(row[column]), rel=1e-6)
+                assert float(other[column]) * SCALE == expected, (key, column)
     for row in image:
         fov = (row["well"], int(row["site"]), int(row["z"]), int(row["t"]))
         assert abs(counts[fov] - int(row["Count_nuclei"])) <= 0.02 * int(row["Count_nuclei"]), fov

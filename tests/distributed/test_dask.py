@@ -187,3 +187,50 @@ def test_what_a_spec_may_not_ask(store: Path, address: str, tmp_path: Path) -> N
     finally:
         manager.close()
         local.close()
+
+
+ANALYSIS = b"""channels: {DAPI: 1, GFP: 2}
+output: OUTPUT
+steps:
+  - {func: gaussian_filter, input: DAPI, args: {sigma: 2}, as: smooth}
+  - {func: threshold_otsu, input: smooth, as: mask}
+  - {func: label, input: mask, as: nuclei}
+  - {func: expand_labels, input: nuclei, args: {distance: 3}, as: cells}
+  - {measure: [shape, intensity], objects: nuclei, channels: [DAPI, GFP]}
+  - {measure: [intensity], objects: cells, channels: [GFP]}
+save: [nuclei, cells]
+rois: [nuclei]
+heatmaps: [Count_nuclei]
+"""
+
+
+@pytest.mark.parametrize("output", ["zarr", "memory"])
+def test_dask_analysis_run_equals_the_local_run(store: Path, address: str, tmp_path: Path,
+                                                output: str) -> None:
+    """An analysis spec on Dask workers: the same saved results, tables, ROI sets and heatmaps."""
+    spec = ANALYSIS.replace(b"OUTPUT", output.encode())
+    source = hcsfs.open_plate(store)
+    local = _manager(source, tmp_path, "local")
+    dask = _manager(source, tmp_path, "dask", scheduler=address)
+    try:
+        local.submit("screen.yaml", spec)
+        dask.submit("screen.yaml", spec)
+        expected, doc = wait_state(local, "screen"), wait_state(dask, "screen", timeout=60)
+        assert expected["state"] == "done" and not expected["errors"], expected
+        assert doc["state"] == "done" and doc["done"] == doc["total"] and not doc["errors"], json.dumps(doc)
+        want, got = local.output("screen"), dask.output("screen")
+        assert want is not None and got is not None
+        assert got.table_bytes() == want.table_bytes() and "wells.csv" in got.table_bytes()
+        assert set(got.results()) == {"nuclei", "cells"}
+        for result, plate in want.results().items():
+            assert got.results()[result].keys() == plate.keys()
+            for key in plate.keys():
+                np.testing.assert_array_equal(got.results()[result].read_plane(key), plate.read_plane(key))
+        rois = got.folder_files("rois")
+        assert rois.keys() == want.folder_files("rois").keys() and rois
+        for name, path in rois.items():
+            assert path.read_bytes() == want.folder_files("rois")[name].read_bytes()
+        assert got.folder_files("heatmaps").keys() == {"Count_nuclei.png"}
+    finally:
+        local.close()
+        dask.close()

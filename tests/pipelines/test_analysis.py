@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import roifile
 from PIL import Image
+from scipy import ndimage as ndi
 from skimage import filters, measure, segmentation
 
 from hcsfs import MemoryPlate, PlaneKey
@@ -282,3 +283,40 @@ def test_status_file_is_json_with_the_design_fields(manager_factory) -> None:
     manager.submit("screen.yaml", SCREEN)
     doc = json.loads(manager.status("screen"))
     assert {"name", "state", "done", "total", "errors", "device", "started", "finished", "output"} <= set(doc)
+
+
+def test_a_result_read_by_two_steps_is_computed_once_and_converted_at_each_edge(manager_factory) -> None:
+    """One call per unit of a function whose result two later steps read, one of them as torch."""
+    import threading
+
+    from hcsfs.pipelines import FunctionDef, default_registry
+
+    calls: list[str] = []
+    lock = threading.Lock()
+    registry = default_registry()
+    registry.register(FunctionDef("counted_copy", "copy, counting calls"))
+
+    def counted(stack: np.ndarray) -> np.ndarray:
+        with lock:
+            calls.append("x")
+        return stack.astype(np.float32)
+
+    registry.implement("counted_copy", "numpy", counted)
+    manager = manager_factory(screen_plate(wells=("A01", "A02"), sites=1), registry=registry)
+    manager.submit("c.yaml", b"""channels: {DAPI: 1}
+steps:
+  - {func: counted_copy, as: copy}
+  - {func: gaussian_filter, input: copy, memory: torch, args: {sigma: 1}, as: a}
+  - {func: threshold_otsu, input: copy, as: b}
+  - {func: label, input: b, as: n}
+  - {measure: [intensity], objects: n, channels: [a, copy]}
+save: [a]
+output: memory
+""")
+    doc = wait_state(manager, "c", timeout=60)
+    assert doc["state"] == "done" and not doc["errors"], doc
+    assert len(calls) == 2  # two units, one call each
+    plane = manager.output("c").results()["a"].read_plane(PlaneKey("A01", 1, 1, 1, 1))
+    dapi = screen_plate(wells=("A01", "A02"), sites=1).read_plane(PlaneKey("A01", 1, 1, 1, 1))
+    expected = ndi.gaussian_filter(dapi.astype(np.float32), 1, mode="reflect", truncate=4.0)
+    np.testing.assert_allclose(plane, expected, atol=1e-4 * float(np.ptp(expected)))
