@@ -68,6 +68,11 @@ FORMATS: tuple[SourceFormat, ...] = (
         "a Harmony Index.idx.xml, Index.ref.xml or Index.xml here or in Images/",
     ),
     SourceFormat(
+        "cellvoyager", "hcsfs.sources.cellvoyager.meta:can_open",
+        "hcsfs.sources.cellvoyager.source:CellVoyagerSource",
+        "a Yokogawa MeasurementData.mlf with MeasurementDetail.mrf here or one folder down",
+    ),
+    SourceFormat(
         "imagexpress", "hcsfs.sources.imagexpress:can_open",
         "hcsfs.sources.imagexpress:ImageXpressSource",
         "a MetaXpress .HTD, TimePoint_<n> folders or <plate>_<well>_s<n>_w<n>.tif names",

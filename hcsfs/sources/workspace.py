@@ -97,7 +97,7 @@ def _axis_order(value: int | str) -> tuple[int, int, str]:
 
 def _fast_sort_key(keys: Iterable[PlaneKey]) -> Callable[[PlaneKey], tuple[object, ...]]:
     """:func:`hcsfs.naming.sort_key`, with each well's row and column worked out once, not per plane."""
-    wells = {key.well: sort_key(PlaneKey(key.well))[:2] for key in keys}
+    wells = {well: sort_key(PlaneKey(well))[:2] for well in {key.well for key in keys}}
 
     def order(key: PlaneKey) -> tuple[object, ...]:
         return (*wells[key.well], _axis_order(key.site), _axis_order(key.channel),

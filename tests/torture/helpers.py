@@ -22,7 +22,7 @@ from tests.plates import (  # noqa: F401  (re-exported for the torture tests)
     zarr_plate,
 )
 
-SOURCE_TYPES = ("memory", "tiff-folder", "imagexpress", "phenix", "ome-zarr")
+SOURCE_TYPES = ("memory", "tiff-folder", "imagexpress", "phenix", "ome-zarr", "cellvoyager")
 
 
 def small_plate(shape: tuple[int, int] = (96, 130), dtype: str = "u2") -> MemoryPlate:
@@ -51,6 +51,10 @@ def make_source(kind: str, root: Path, plate: MemoryPlate | None = None) -> Plat
         return Path(shutil.copytree(SAMPLES / "phenix_harmony5_a", root / "phenix"))
     if kind == "ome-zarr":
         return zarr_plate(root, plate)
+    if kind == "cellvoyager":  # PNG planes: encoded TIFFs sized from the .mrf
+        from tests.sources.generate_cellvoyager import cellvoyager_folder
+
+        return cellvoyager_folder(root / "cellvoyager", plate)
     raise ValueError(kind)
 
 
