@@ -1,9 +1,11 @@
-"""View one well/site of an hcsfs mount in napari: channels as layers, z (and t) as sliders.
+"""One well/site of an hcsfs mount as an array, and the napari plugin opened at that well and site.
 
-    python contrib/napari_plate.py /mnt/plate7 B03 2      # needs: pip install "napari[all]" tifffile
+    python contrib/napari_plate.py /mnt/plate7 B03 2      # needs: pip install "hcsfs[napari]"
 
-Only the planes of that site are read, with tifffile; channel names and the pixel size come from the
-mount's ``.hcsfs/plate.json``. ``load_site`` works without napari (for scripts and notebooks).
+The viewer is hcsfs's napari plugin (``hcsfs/napari/``; ``hcsfs view /mnt/plate7`` and
+``napari /mnt/plate7`` open it too): every well lazily, the whole-plate montage, runs' labels and tables,
+the plate widget. ``load_site`` reads the planes of one site with tifffile and works without napari
+(for scripts and notebooks); channel names and the pixel size come from ``.hcsfs/plate.json``.
 """
 
 from __future__ import annotations
@@ -40,13 +42,15 @@ def load_site(mount: str | Path, well: str, site: int) -> tuple[np.ndarray, list
 
 
 def main(argv: list[str]) -> None:
+    """Open the mount in hcsfs's napari plugin, showing ``well`` and ``site``."""
     import napari
 
+    from hcsfs.napari.app import open_viewer
+
     mount, well, site = argv[0], argv[1], int(argv[2]) if len(argv) > 2 else 1
-    stack, names, pixel_size = load_site(mount, well, site)
-    scale = (1, 1, pixel_size, pixel_size) if pixel_size else None  # per layer: T, Z, Y, X
-    viewer = napari.Viewer(title=f"{well} site {site}")
-    viewer.add_image(stack, channel_axis=1, name=names, scale=scale)
+    _viewer, widget = open_viewer(mount)
+    widget.well.setCurrentText(well)
+    widget.site.setCurrentText(str(site))
     napari.run()
 
 

@@ -1,5 +1,5 @@
-"""contrib/: the napari loader over a real mount (napari itself is not installed here), and the
-systemd unit's command line."""
+"""contrib/: the napari snippet's loader over a real mount (without napari; the plugin has its own
+tests in tests/napari), and the systemd unit's command line."""
 
 from __future__ import annotations
 
