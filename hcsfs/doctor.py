@@ -16,11 +16,11 @@ import platform
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Check", "FRAMEWORKS", "exit_status", "format_checks", "run_checks"]
+__all__ = ["Check", "FRAMEWORKS", "check_system_packages", "exit_status", "format_checks", "run_checks"]
 
 DEV_FUSE = Path("/dev/fuse")
 FUSE_CONF = Path("/etc/fuse.conf")
@@ -70,6 +70,10 @@ FRAMEWORKS: tuple[Framework, ...] = (
     Framework("pyclesperanto", "pyclesperanto", "cle", "pipeline steps with memory: pyclesperanto (OpenCL)",
               "import pyclesperanto as cle; d = cle.list_available_devices(); "
               "print(f'{len(d)} OpenCL device(s): ' + ', '.join(d))"),
+    Framework("pyclesperanto_prototype", "pyclesperanto-prototype", "cle-prototype",
+              "memory: pyclesperanto_prototype (OpenCL through pyopencl; installed with --no-deps)",
+              "import pyclesperanto_prototype as cle; "
+              "print('OpenCL device: ' + cle.get_device().device.name)"),
 )
 
 
@@ -80,6 +84,14 @@ def _version(distribution: str, module: str) -> str:
         except importlib.metadata.PackageNotFoundError:
             continue
     return "unknown version"
+
+
+def _install(*apt_names: str) -> str:
+    """The command installing these packages of :mod:`hcsfs.sysdeps` (named by their Debian names)."""
+    from hcsfs import sysdeps
+
+    packages = [p for group in sysdeps.GROUPS.values() for p in group if p.apt in apt_names]
+    return sysdeps.install_command(packages, sysdeps.package_manager(), os.geteuid() == 0)
 
 
 def check_dev_fuse(path: Path = DEV_FUSE) -> Check:
@@ -98,7 +110,7 @@ def check_fusermount() -> Check:
     if found is None:
         legacy = shutil.which("fusermount")
         detail = "fusermount3 not found" + (f" (only FUSE 2's {legacy})" if legacy else "")
-        return Check("fusermount3", False, detail, "apt-get install fuse3")
+        return Check("fusermount3", False, detail, _install("fuse3"))
     if os.geteuid() != 0 and not os.stat(found).st_mode & 0o4000:
         return Check("fusermount3", False, f"{found} is not setuid root: users cannot mount",
                      f"chmod u+s {found} (or reinstall fuse3)")
@@ -108,11 +120,11 @@ def check_fusermount() -> Check:
 def check_pyfuse3() -> Check:
     if importlib.util.find_spec("pyfuse3") is None:
         return Check("pyfuse3", False, "pyfuse3 is not installed",
-                     "apt-get install libfuse3-dev pkg-config, then pip install pyfuse3")
+                     f"{_install('fuse3', 'libfuse3-dev', 'pkg-config', 'gcc')}, then pip install pyfuse3")
     try:
         import pyfuse3  # noqa: F401  (a compiled module: cheap, and it proves libfuse3 loads)
     except ImportError as exc:
-        return Check("pyfuse3", False, f"pyfuse3 does not load: {exc}", "apt-get install fuse3 libfuse3-3")
+        return Check("pyfuse3", False, f"pyfuse3 does not load: {exc}", _install("fuse3"))
     return Check("pyfuse3", True, f"pyfuse3 {_version('pyfuse3', 'pyfuse3')}")
 
 
@@ -129,6 +141,28 @@ def check_allow_other(conf: Path = FUSE_CONF) -> Check:
                      f"echo user_allow_other >> {conf}")
     return Check("user_allow_other", None, f"not set in {conf}: needed only for --allow-other",
                  f"echo user_allow_other | sudo tee -a {conf}")
+
+
+def check_system_packages(env: Mapping[str, str] | None = None,
+                          os_release: Path = Path("/etc/os-release")) -> list[Check]:
+    """The system packages of :mod:`hcsfs.sysdeps` (the list ``make`` and ``.ci/run`` install): the
+    build group (FUSE and the tools pyfuse3 is built with) as a problem, the test clients as information."""
+    from hcsfs import sysdeps
+
+    manager = sysdeps.package_manager(os_release)
+    root = os.geteuid() == 0
+    version = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    checks = []
+    for group, ok_if_missing in (("build", False), ("clients", None)):
+        lacking = [p for _, p in sysdeps.missing([group], sys.executable, env)]
+        title = {"build": "system packages", "clients": "test clients"}[group]
+        if not lacking:
+            checks.append(Check(title, True, f"all {len(sysdeps.GROUPS[group])} present"))
+            continue
+        names = ", ".join(p.name(manager or "apt", version) or p.apt for p in lacking)
+        checks.append(Check(title, ok_if_missing, f"missing: {names}",
+                            sysdeps.install_command(lacking, manager, root, version)))
+    return checks
 
 
 def hcsfs_mounts(mountinfo: Path = MOUNTINFO) -> list[str]:
@@ -229,6 +263,7 @@ def run_checks(frameworks: bool = False) -> list[Check]:
     checks = [Check("hcsfs", None, f"hcsfs {__version__}, Python {platform.python_version()} "
                                    f"({sys.executable}), {platform.system()} {platform.release()}")]
     checks += [check_dev_fuse(), check_fusermount(), check_pyfuse3(), check_allow_other()]
+    checks += check_system_packages()
     checks += check_mounts()
     checks.append(check_mount_helper())
     checks += [check_framework(f, probe=frameworks) for f in FRAMEWORKS]

@@ -2,17 +2,36 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
+from typing import NoReturn
 
 import pytest
 
 from tests.plates import SAMPLES, tree_checksums
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def unavailable(reason: str) -> NoReturn:
+    """Skip outside CI, fail in CI: what `make install` provides is never missing on a CI machine, so a
+    CI run can never pass by running nothing."""
+    if IN_CI:
+        pytest.fail(f"CI lacks something the suite needs: {reason}", pytrace=False)
+    pytest.skip(reason=reason, allow_module_level=True)
+
+
+def require(module: str, reason: str = "") -> ModuleType:
+    """``pytest.importorskip`` with the CI guard: the module, or a skip (a failure in CI)."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        unavailable(f"{module} is not importable ({exc}){': ' + reason if reason else ''}")
 
 
 def fuse_problem() -> str | None:

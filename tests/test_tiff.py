@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -79,8 +80,15 @@ def test_no_pixel_size_means_no_unit() -> None:
 
 def test_header_depends_on_metadata_only() -> None:
     a = plan_tiff((100, 200), "u2", 0.3)
-    b = plan_tiff((100, 200), "u2", 0.3)
-    assert a.header == b.header and a.size == 100 * 200 * 2 + a.pixel_offset
+    # The same metadata gives the same header in another process (no time, address or counter in it);
+    # other metadata gives another header.
+    code = ("import sys; from hcsfs.tiff import plan_tiff; "
+            "sys.stdout.write(plan_tiff((100, 200), 'u2', 0.3).header.hex())")
+    other_process = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert bytes.fromhex(other_process.stdout) == a.header and a.size == 100 * 200 * 2 + a.pixel_offset
+    for shape, dtype, pixel_size in (((100, 201), "u2", 0.3), ((100, 200), "u1", 0.3),
+                                     ((100, 200), "u2", 0.4), ((100, 200), "u2", None)):
+        assert plan_tiff(shape, dtype, pixel_size).header != a.header, (shape, dtype, pixel_size)
     assert a.pixel_offset % 16 == 0
     one, other = encode_tiff(_plane((100, 200), "u2", 1), 0.3), encode_tiff(_plane((100, 200), "u2", 2), 0.3)
     assert one[: a.pixel_offset] == other[: a.pixel_offset]

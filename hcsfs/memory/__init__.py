@@ -14,6 +14,7 @@ from hcsfs.memory.decorators import memory_spec as memory_spec
 from hcsfs.memory.decorators import memory_types as memory_types
 from hcsfs.memory.decorators import numpy as numpy
 from hcsfs.memory.decorators import pyclesperanto as pyclesperanto
+from hcsfs.memory.decorators import pyclesperanto_prototype as pyclesperanto_prototype
 from hcsfs.memory.decorators import tensorflow as tensorflow
 from hcsfs.memory.decorators import torch as torch
 from hcsfs.memory.devices import Device as Device
@@ -71,6 +72,7 @@ __all__ = [
     "memory_types",
     "numpy",
     "pyclesperanto",
+    "pyclesperanto_prototype",
     "reset_stats",
     "run_with_recovery",
     "set_device_concurrency",

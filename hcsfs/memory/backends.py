@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from hcsfs.memory import cle_prototype
 from hcsfs.memory.devices import Device, cle_current_device
 from hcsfs.memory.frameworks import import_framework
 from hcsfs.memory.types import MemoryType
@@ -145,12 +146,13 @@ ADDRESS: dict[MemoryType, Callable[[Any], int | None]] = {
     M.JAX: _jax_address,
     M.TENSORFLOW: _tf_address,
     M.PYCLESPERANTO: _unknown_address,
+    M.PYCLESPERANTO_PROTOTYPE: _unknown_address,  # an OpenCL buffer, not an address
 }
 
 
 def is_compact(data: Any, memory_type: MemoryType) -> bool:
     """C-contiguous (jax, tensorflow and pyclesperanto arrays always are)."""
-    if memory_type in (M.NUMPY, M.CUPY):
+    if memory_type in (M.NUMPY, M.CUPY, M.PYCLESPERANTO_PROTOTYPE):
         return bool(data.flags.c_contiguous)
     if memory_type is M.TORCH:
         return bool(data.is_contiguous())
@@ -191,6 +193,7 @@ TO_NUMPY: dict[MemoryType, Callable[[Any], np.ndarray]] = {
     M.JAX: _jax_to_numpy,
     M.TENSORFLOW: _tf_to_numpy,
     M.PYCLESPERANTO: _cle_to_numpy,
+    M.PYCLESPERANTO_PROTOTYPE: cle_prototype.to_numpy,
 }
 
 
@@ -237,6 +240,7 @@ FROM_NUMPY: dict[MemoryType, Callable[[np.ndarray, Device], Any]] = {
     M.JAX: _jax_from_numpy,
     M.TENSORFLOW: _tf_from_numpy,
     M.PYCLESPERANTO: _cle_from_numpy,
+    M.PYCLESPERANTO_PROTOTYPE: cle_prototype.from_numpy,
 }
 
 
@@ -290,11 +294,13 @@ DLPACK_KINDS: dict[MemoryType, frozenset[str]] = {
     M.JAX: frozenset({"cpu", "cuda"}),
     M.TENSORFLOW: frozenset({"cpu", "cuda"}),
     M.PYCLESPERANTO: frozenset({"cuda", "opencl"}),
+    M.PYCLESPERANTO_PROTOTYPE: frozenset(),  # pyopencl arrays neither export nor import DLPack
 }
 
 # jax and tensorflow reject strided DLPack tensors ("Only DLPack tensors with trivial (compact)
 # striding are supported"; "Invalid strides array from DLPack"); pyclesperanto needs dense buffers.
-NEEDS_COMPACT: frozenset[MemoryType] = frozenset({M.JAX, M.TENSORFLOW, M.PYCLESPERANTO})
+NEEDS_COMPACT: frozenset[MemoryType] = frozenset({M.JAX, M.TENSORFLOW, M.PYCLESPERANTO,
+                                                  M.PYCLESPERANTO_PROTOTYPE})
 
 # Buffer alignment a DLPack consumer needs. TensorFlow (Eigen) wraps a misaligned buffer without
 # complaint and later aborts the whole process ("Check failed: IsAligned()", measured with tf.stack

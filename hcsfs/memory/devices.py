@@ -1,7 +1,8 @@
 """Where an array lives (:class:`Device`), and which device a conversion targets.
 
 Every framework reports its device through DLPack's ``__dlpack_device__``, so placement is read the
-same way for all six memory types; turning a :class:`Device` into a framework's own device object
+same way for the memory types (pyclesperanto-prototype's pyopencl arrays, which have none, by their
+OpenCL queue); turning a :class:`Device` into a framework's own device object
 happens only in the functions that need that framework.
 """
 
@@ -50,6 +51,10 @@ def device_of(data: Any, memory_type: MemoryType) -> Device:
     """The device ``data`` lives on (numpy is always the host)."""
     if memory_type is MemoryType.NUMPY:
         return CPU
+    if memory_type is MemoryType.PYCLESPERANTO_PROTOTYPE:  # pyopencl arrays have no DLPack
+        from hcsfs.memory import cle_prototype
+
+        return cle_prototype.device_of(data)
     if memory_type is MemoryType.TENSORFLOW and not hasattr(data, "__dlpack_device__"):
         # tf.Variable and older TensorFlow: parse "/job:localhost/.../device:GPU:0".
         name = str(data.device).rpartition("device:")[2]
@@ -104,6 +109,16 @@ def target_device(
         if source_device.kind == "cuda":
             return source_device
         return Device("cuda", _cupy_current_index())
+    if target is MemoryType.PYCLESPERANTO_PROTOTYPE:
+        from hcsfs.memory import cle_prototype
+
+        current = cle_prototype.current_device()
+        if gpu_id is not None and gpu_id != current.index:
+            raise MemoryConversionError(
+                source, target, "placement",
+                f"pyclesperanto_prototype works on its current device ({current}), not opencl:{gpu_id} "
+                "(choose it with pyclesperanto_prototype.select_device)")
+        return current
     if target is MemoryType.PYCLESPERANTO:
         current = cle_current_device()
         if gpu_id is not None:

@@ -22,6 +22,7 @@ _MODULES: dict[MemoryType, str] = {
     MemoryType.JAX: "jax",
     MemoryType.TENSORFLOW: "tensorflow",
     MemoryType.PYCLESPERANTO: "pyclesperanto",
+    MemoryType.PYCLESPERANTO_PROTOTYPE: "pyclesperanto_prototype",
 }
 
 _EXTRAS: dict[MemoryType, str] = {
@@ -31,7 +32,12 @@ _EXTRAS: dict[MemoryType, str] = {
     MemoryType.JAX: "jax",
     MemoryType.TENSORFLOW: "tensorflow",
     MemoryType.PYCLESPERANTO: "cle",
+    MemoryType.PYCLESPERANTO_PROTOTYPE: "cle-prototype",
 }
+_AFTERWARDS = {  # declares numpy<2 but runs on numpy 2: installed without its dependencies
+    MemoryType.PYCLESPERANTO_PROTOTYPE: ", then pip install --no-deps pyclesperanto-prototype==0.24.6",
+}
+_OPENCL = (MemoryType.PYCLESPERANTO, MemoryType.PYCLESPERANTO_PROTOTYPE)
 
 # Safe import order (measured, TensorFlow 2.21 + pyclesperanto 0.25 + PoCL 3.1): TensorFlow's
 # libtensorflow_framework exports LLVM command-line symbols; PoCL's libclang-cpp, loaded when
@@ -39,6 +45,7 @@ _EXTRAS: dict[MemoryType, str] = {
 _LOAD_ORDER: tuple[MemoryType, ...] = (
     MemoryType.NUMPY,
     MemoryType.PYCLESPERANTO,
+    MemoryType.PYCLESPERANTO_PROTOTYPE,
     MemoryType.CUPY,
     MemoryType.TORCH,
     MemoryType.JAX,
@@ -68,13 +75,13 @@ def _pocl_icd_installed() -> bool:
 
 def _check_load_order(memory_type: MemoryType) -> None:
     if (
-        memory_type is MemoryType.PYCLESPERANTO
-        and not is_imported(MemoryType.PYCLESPERANTO)
+        memory_type in _OPENCL
+        and not is_imported(memory_type)
         and is_imported(MemoryType.TENSORFLOW)
         and _pocl_icd_installed()
     ):
         raise FrameworkUnavailableError(
-            "pyclesperanto cannot be imported after tensorflow in this process: PoCL's OpenCL driver "
+            f"{memory_type} cannot be imported after tensorflow in this process: PoCL's OpenCL driver "
             "crashes on TensorFlow's LLVM symbols. Call hcsfs.memory.load_frameworks(...) with both "
             "types before using either (it imports pyclesperanto first)."
         )
@@ -95,7 +102,7 @@ def import_framework(memory_type: MemoryType | str) -> ModuleType:
         return importlib.import_module(_MODULES[memory_type])
     except ImportError as exc:
         extra = _EXTRAS[memory_type]
-        hint = f" (install hcsfs[{extra}])" if extra else ""
+        hint = f" (install hcsfs[{extra}]{_AFTERWARDS.get(memory_type, '')})" if extra else ""
         raise FrameworkUnavailableError(f"{memory_type} is not available{hint}: {exc}") from exc
 
 

@@ -63,6 +63,12 @@ def _cle_oom(exc: BaseException) -> bool:
     )
 
 
+def _cle_prototype_oom(exc: BaseException) -> bool:
+    from hcsfs.memory import cle_prototype
+
+    return cle_prototype.is_out_of_memory(exc)
+
+
 def _numpy_oom(exc: BaseException) -> bool:
     return isinstance(exc, MemoryError)
 
@@ -74,6 +80,7 @@ _OOM_RULES: tuple[tuple[MemoryType, Callable[[BaseException], bool]], ...] = (
     (M.JAX, _jax_oom),
     (M.TENSORFLOW, _tf_oom),
     (M.PYCLESPERANTO, _cle_oom),
+    (M.PYCLESPERANTO_PROTOTYPE, _cle_prototype_oom),  # before numpy's: pyopencl's is a MemoryError
     (M.NUMPY, _numpy_oom),
 )
 
@@ -143,6 +150,10 @@ def _cle_cleanup(device_id: int | None) -> bool:
     return _collected_only(M.PYCLESPERANTO)
 
 
+def _cle_prototype_cleanup(device_id: int | None) -> bool:
+    return _collected_only(M.PYCLESPERANTO_PROTOTYPE)  # pyopencl frees a buffer with its array
+
+
 def _numpy_cleanup(device_id: int | None) -> bool:
     return False
 
@@ -153,6 +164,7 @@ _CLEANUPS: dict[MemoryType, Callable[[int | None], bool]] = {
     M.JAX: _jax_cleanup,
     M.TENSORFLOW: _tf_cleanup,
     M.PYCLESPERANTO: _cle_cleanup,
+    M.PYCLESPERANTO_PROTOTYPE: _cle_prototype_cleanup,
     M.NUMPY: _numpy_cleanup,
 }
 

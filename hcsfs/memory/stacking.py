@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from hcsfs.memory import backends
+from hcsfs.memory import backends, cle_prototype
 from hcsfs.memory.convert import convert
 from hcsfs.memory.devices import device_of
 from hcsfs.memory.errors import DimensionalityError
@@ -71,6 +71,7 @@ _STACK: dict[MemoryType, Callable[[list[Any]], Any]] = {
     M.JAX: _jax_stack,
     M.TENSORFLOW: _tf_stack,
     M.PYCLESPERANTO: _cle_stack,
+    M.PYCLESPERANTO_PROTOTYPE: cle_prototype.stack,
 }
 
 
@@ -93,6 +94,7 @@ _UNSTACK: dict[MemoryType, Callable[[Any], list[Any]]] = {
     M.JAX: _index_unstack,
     M.TENSORFLOW: _tf_unstack,
     M.PYCLESPERANTO: _index_unstack,  # cle indexing copies one plane on the device
+    M.PYCLESPERANTO_PROTOTYPE: cle_prototype.unstack,  # a buffer copy per plane, on the device
 }
 
 
@@ -164,6 +166,7 @@ _CONCAT: dict[MemoryType, Callable[[list[Any]], Any]] = {
     M.JAX: _jax_concat,
     M.TENSORFLOW: _tf_concat,
     M.PYCLESPERANTO: _cle_concat,
+    M.PYCLESPERANTO_PROTOTYPE: cle_prototype.concat,
 }
 
 

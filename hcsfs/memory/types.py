@@ -17,6 +17,8 @@ class MemoryType(str, enum.Enum):
     JAX = "jax"
     TENSORFLOW = "tensorflow"
     PYCLESPERANTO = "pyclesperanto"
+    PYCLESPERANTO_PROTOTYPE = "pyclesperanto_prototype"
+    """pyclesperanto-prototype's ``OCLArray`` (pyopencl); see :mod:`hcsfs.memory.cle_prototype`."""
 
     def __str__(self) -> str:
         return self.value
@@ -35,6 +37,7 @@ _MODULE_ROOTS: dict[str, MemoryType] = {
     "pyclesperanto_opencl": MemoryType.PYCLESPERANTO,
     "pyclesperanto_cuda": MemoryType.PYCLESPERANTO,
     "pyclesperanto_metal": MemoryType.PYCLESPERANTO,
+    "pyclesperanto_prototype": MemoryType.PYCLESPERANTO_PROTOTYPE,
 }
 
 # Class names that are arrays in their framework (scalars, dtypes and modules are not).
@@ -45,6 +48,7 @@ _ARRAY_CLASSES: dict[MemoryType, frozenset[str]] = {
     MemoryType.JAX: frozenset({"Array", "ArrayImpl"}),
     MemoryType.TENSORFLOW: frozenset({"Tensor", "EagerTensor", "Variable", "ResourceVariable"}),
     MemoryType.PYCLESPERANTO: frozenset({"_Array", "Array"}),
+    MemoryType.PYCLESPERANTO_PROTOTYPE: frozenset({"OCLArray"}),
 }
 
 

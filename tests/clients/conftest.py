@@ -12,18 +12,14 @@ from pathlib import Path
 
 import pytest
 
+from hcsfs import sysdeps
 from tests.clients import cellprofiler_env
 from tests.conftest import IN_CI
 
-# The Debian packages .ci/run installs for these tests.
+# The Debian packages of these tools, from the one list .ci/run and `make test` install (hcsfs/sysdeps.py).
 APT_PACKAGES = {
-    "java": "openjdk-17-jdk-headless",
-    "ij.jar": "imagej",
-    "xvfb-run": "xvfb",
-    "xauth": "xauth",
-    "tiffinfo": "libtiff-tools",
-    "identify": "imagemagick",
-    "gdalinfo": "gdal-bin",
+    name: sysdeps.apt_package_for("javac" if name == "java" else name) or name
+    for name in ("java", "ij.jar", "xvfb-run", "xauth", "tiffinfo", "identify", "gdalinfo")
 }
 IJ_JAR = Path("/usr/share/java/ij.jar")
 

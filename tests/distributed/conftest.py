@@ -10,10 +10,11 @@ import pytest
 
 from hcsfs import MemoryPlate
 from hcsfs.convert import convert_plate
+from tests.conftest import require
 from tests.pipelines.conftest import make_plate, wait_state  # noqa: F401 - re-exported for the tests
 from tests.s3.server import MotoServer, s3_env
 
-distributed = pytest.importorskip("distributed")
+distributed = require("distributed", "the distributed extra (make install)")
 
 REPO = str(Path(__file__).resolve().parents[2])
 
@@ -21,8 +22,8 @@ REPO = str(Path(__file__).resolve().parents[2])
 @pytest.fixture(scope="module")
 def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
     """Started before the cluster, so the workers inherit its fake credentials."""
-    pytest.importorskip("moto")
-    pytest.importorskip("obstore")
+    require("moto", "the s3-test extra (make install)")
+    require("obstore", "the s3 extra (make install)")
     home = tmp_path_factory.mktemp("aws")
     saved = dict(os.environ)
     os.environ.update(s3_env(home))

@@ -19,6 +19,7 @@ DECORATORS = {
     "jax": hm.jax,
     "tensorflow": hm.tensorflow,
     "pyclesperanto": hm.pyclesperanto,
+    "pyclesperanto_prototype": hm.pyclesperanto_prototype,
 }
 
 

@@ -7,9 +7,12 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 from hcsfs import memory as hm
 
-FRAMEWORKS = ("torch", "jax", "jaxlib", "tensorflow", "cupy", "pyclesperanto")
+FRAMEWORKS = ("torch", "jax", "jaxlib", "tensorflow", "cupy", "pyclesperanto", "pyclesperanto_prototype",
+              "pyopencl")
 
 
 def run(code: str) -> subprocess.CompletedProcess[str]:
@@ -36,17 +39,18 @@ def test_import_hcsfs_and_mount_code_imports_no_gpu_framework():
     assert done.stdout.strip() == "[]"
 
 
-def test_pyclesperanto_after_tensorflow_is_refused_not_a_segfault():
-    done = run("""
+@pytest.mark.parametrize("opencl", ["pyclesperanto", "pyclesperanto_prototype"])
+def test_opencl_frameworks_after_tensorflow_are_refused_not_a_segfault(opencl):
+    done = run(f"""
         import tensorflow
         from hcsfs.memory import FrameworkUnavailableError, import_framework
         try:
-            import_framework("pyclesperanto")
+            import_framework("{opencl}")
         except FrameworkUnavailableError as exc:
             print("refused:", exc)
     """)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "refused: pyclesperanto cannot be imported after tensorflow" in done.stdout
+    assert f"refused: {opencl} cannot be imported after tensorflow" in done.stdout
 
 
 def test_public_names_are_exported_once():

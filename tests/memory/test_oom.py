@@ -33,9 +33,23 @@ def raise_tf_oom(fw: dict[str, Any]) -> None:
     raise fw["tensorflow"].errors.ResourceExhaustedError(None, None, "OOM when allocating tensor")
 
 
+def _rows_above_max_allocation() -> int:
+    """Rows of 2**15 float32 that need more than PoCL's largest buffer (a quarter of the machine's
+    memory: 2 GiB on an 8 GiB machine, 8 GiB on a 32 GiB one), so the allocation fails everywhere."""
+    import pyopencl
+
+    largest = max(d.max_mem_alloc_size for p in pyopencl.get_platforms() for d in p.get_devices())
+    return largest // (4 << 15) + 1
+
+
 def raise_cle_oom(fw: dict[str, Any]) -> None:
     # real: a buffer above PoCL's maximum allocation -> RuntimeError "... CL_INVALID_BUFFER_SIZE"
-    fw["pyclesperanto"].create((1, 1 << 16, 1 << 15), dtype=np.float32)
+    fw["pyclesperanto"].create((1, _rows_above_max_allocation(), 1 << 15), dtype=np.float32)
+
+
+def raise_cle_prototype_oom(fw: dict[str, Any]) -> None:
+    # real: pyopencl's clCreateBuffer above PoCL's maximum allocation -> "INVALID_BUFFER_SIZE"
+    fw["pyclesperanto_prototype"].create((1, _rows_above_max_allocation(), 1 << 15), dtype=np.float32)
 
 
 RAISERS = {
@@ -44,6 +58,7 @@ RAISERS = {
     "jax": raise_jax_oom,
     "tensorflow": raise_tf_oom,
     "pyclesperanto": raise_cle_oom,
+    "pyclesperanto_prototype": raise_cle_prototype_oom,
 }
 
 
@@ -145,7 +160,8 @@ def test_is_out_of_memory_recognises_each_framework(fw):
     for memory_type, error in errors.items():
         assert hm.is_out_of_memory(error) is memory_type
     for memory_type, raiser in [(hm.MemoryType.JAX, raise_jax_oom),
-                                (hm.MemoryType.PYCLESPERANTO, raise_cle_oom)]:
+                                (hm.MemoryType.PYCLESPERANTO, raise_cle_oom),
+                                (hm.MemoryType.PYCLESPERANTO_PROTOTYPE, raise_cle_prototype_oom)]:
         with pytest.raises(Exception) as info:
             raiser(fw)
         assert hm.is_out_of_memory(info.value) is memory_type

@@ -16,6 +16,7 @@ from hcsfs.sources import detect_format, open_plate, plate_summary
 from hcsfs.sources.fieldorder import cluster
 from hcsfs.sources.phenix import PhenixSource, find_index
 from tests.conformance import SourceConformance
+from tests.conftest import require
 from tests.sources.generate_ixm import tree_digest, write_files
 
 HARMONY5 = [("phenix_harmony5_a", "load_data_version1.csv"), ("phenix_harmony5_b", "load_data_version5.csv")]
@@ -66,7 +67,7 @@ def test_harmony5_plate_json(samples: Path, folder: str, loaddata: str) -> None:
 
 
 def test_lzw_planes_decode(samples: Path) -> None:
-    pytest.importorskip("imagecodecs")
+    require("imagecodecs", "a dependency of hcsfs: Harmony writes LZW planes")
     source = open_plate(samples / "phenix_harmony5_a")
     plane = source.read_plane(PlaneKey("A01", 1, 5))
     assert plane.shape == (1080, 1080) and plane.dtype == "uint16" and plane.max() > 0
@@ -225,5 +226,8 @@ class TestPhenixConformance(SourceConformance):
         return PhenixSource(tmp_path)
 
     @pytest.fixture
-    def expected(self, source: PhenixSource) -> dict[PlaneKey, np.ndarray]:
-        return {key: tifffile.imread(source.path_of(key)) for key in list(source.keys())}
+    def expected(self, source: PhenixSource, tmp_path: Path) -> dict[PlaneKey, np.ndarray]:
+        # The files the index above names: row r, column 2, field f (= site), plane 1, channel c, t 0.
+        return {PlaneKey(f"{'AB'[r - 1]}02", f, c, 1, 1):
+                tifffile.imread(tmp_path / f"r{r:02d}c02f{f:02d}p01-ch{c}sk1fk1fl1.tiff")
+                for r in (1, 2) for f in (1, 2) for c in (1, 2)}

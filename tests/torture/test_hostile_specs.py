@@ -3,6 +3,7 @@ nothing is written outside the run's own folder under the outputs directory."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import time
@@ -39,14 +40,15 @@ def test_hostile_specs_are_refused_and_write_nothing_outside_their_folder(tmp_pa
     with hcsfs.mounted(small_plate(), mountpoint, outputs=outputs) as mnt:
         before_root = set(os.listdir(mnt.path))
         for filename, (text, _) in HOSTILE.items():
-            try:
-                (mnt.path / ".pipelines" / filename).write_text(text)
-            except OSError as exc:  # too large for a control file: refused at write time
-                assert filename == "huge.yaml", exc
-        for filename, (_, field) in HOSTILE.items():
+            # huge.yaml (200 KB) fits a control file (1 MiB) and is refused by the spec parser (64 KiB)
+            (mnt.path / ".pipelines" / filename).write_text(text)
+        with pytest.raises(OSError) as too_large:  # past a control file's limit: refused at write time
+            (mnt.path / ".pipelines" / "toolarge.yaml").write_text("# " + "x" * (2 << 20) + "\n")
+        assert too_large.value.errno == errno.EFBIG
+        # What was written up to the limit is closed like any spec, and refused for its size.
+        refused = {**HOSTILE, "toolarge.yaml": ("", "spec")}
+        for filename, (_, field) in refused.items():
             status_file = mnt.path / ".pipelines" / (Path(filename).stem + ".status")
-            if filename == "huge.yaml":
-                continue
             deadline = time.monotonic() + 30  # FUSE sends RELEASE after close() returned
             while not status_file.exists():
                 assert time.monotonic() < deadline, filename
@@ -54,10 +56,12 @@ def test_hostile_specs_are_refused_and_write_nothing_outside_their_folder(tmp_pa
             status = json.loads(status_file.read_text())
             assert status["state"] == "failed" and status["field"] == field, (filename, status)
             assert status["done"] == 0
+            if filename in ("huge.yaml", "toolarge.yaml"):
+                assert "bytes is more than the 65536 allowed" in json.dumps(status), status
         added = set(os.listdir(mnt.path)) - before_root
         assert added == set(), added  # no output folder for a refused spec
     assert not marker.exists()
     assert not (tmp_path / "escape").exists() and not Path("/tmp/escape").exists()
     for path in tree_checksums(outputs):
         assert path.startswith("runs/") and path.split("/")[1].rpartition("~")[0] in {
-            Path(f).stem for f in HOSTILE}, path
+            Path(f).stem for f in refused}, path

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from hcsfs import MemoryPlate
+from tests.conftest import require
 from tests.plates import SAMPLES, memory_plate, plate_keys
 
 IMPLS = ("zarr-python", "tensorstore")
@@ -16,7 +17,7 @@ IMPLS = ("zarr-python", "tensorstore")
 @pytest.fixture(params=IMPLS)
 def zarr_impl(request: pytest.FixtureRequest) -> str:
     """Every test taking this runs against both implementations."""
-    pytest.importorskip("tensorstore" if request.param == "tensorstore" else "zarr")
+    require("tensorstore" if request.param == "tensorstore" else "zarr", "the zarr extra (make install)")
     return str(request.param)
 
 
