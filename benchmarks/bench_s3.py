@@ -3,9 +3,10 @@ round trip of a remote object store; both sides of every ratio are measured in t
 
 - client: zarr reads of 64 plane chunks through ``zarr.storage.ObjectStore`` (obstore, what hcsfs
   uses) vs ``FsspecStore`` (s3fs), 8 reader threads: fsspec time / obstore time, goal >= 1
-- one plane of 16 tiles: 16 sequential requests vs hcsfs's read (tiles fetched concurrently): >= 4
+- one plane of 16 tiles: zarr's own whole-plane read (``array[t, c, z]``) vs hcsfs's read: >= 1
 - 64 planes by 8 readers vs 1 reader through one ``OmeZarrPlateSource``: >= 4
-- listing a 48-well plate (every well's metadata, concurrently) vs one well's metadata x 48: >= 8
+- listing a 48-well plate (every well's metadata, concurrently) vs the 48 wells' metadata read one
+  after another (measured): >= 8
 - the disk cache: 64 planes from a warm ``--disk-cache`` vs from S3 (fresh sources): >= 3
 
 Sizes stay small (the machine is shared): 64-128 KiB planes. Never a public endpoint.
@@ -113,20 +114,24 @@ def run(workdir: Path) -> list[dict[str, Any]]:
                               dimension_names=("t", "c", "z", "y", "x"))[...] = tiles
             writer.finish()
             server.set_latency(LATENCY)
-            rows += _client_rows(endpoint)
+            try:
+                rows += _client_rows(endpoint)
+            except Exception as exc:  # s3fs and botocore versions that do not fit: report, go on
+                rows.append({"case": "client: fsspec vs obstore", "baseline": None, "ratio": None,
+                             "goal": ">= 1", "detail": f"not measured: {type(exc).__name__}: {exc}"[:200]})
 
-            # one plane of 16 tiles
+            # one plane of 16 tiles: zarr's own whole-plane read (its async chunk fetches) vs hcsfs
             source = open_plate("s3://bench/tiled.zarr", **opts)
             key = source.keys()[0]
             hcsfs_time = _timed(lambda: source.read_plane(key))
             tiled = zarr_location("s3://bench/tiled.zarr", **opts) / "A/1/0/0"
             array = zarr.open_array(tiled.zarr_store(), mode="r")  # type: ignore[union-attr]
-            sequential = _timed(lambda: [array[0, 0, 0, y:y + 128, x:x + 128]
-                                         for y in range(0, 512, 128) for x in range(0, 512, 128)])
-            rows.append({"case": "one plane of 16 tiles: sequential tile requests vs hcsfs",
-                         "baseline": round(sequential, 3), "ratio": round(sequential / hcsfs_time, 2),
-                         "goal": ">= 4",
-                         "detail": f"hcsfs {hcsfs_time:.3f} s, {LATENCY * 1e3:.0f} ms/request"})
+            whole = _timed(lambda: array[0, 0, 0])
+            rows.append({"case": "one plane of 16 tiles: zarr's whole-plane read vs hcsfs",
+                         "baseline": round(whole, 3), "ratio": round(whole / hcsfs_time, 2),
+                         "goal": ">= 1",
+                         "detail": f"hcsfs {hcsfs_time:.3f} s, zarr {whole:.3f} s, "
+                                   f"{LATENCY * 1e3:.0f} ms/request"})
 
             # readers
             keys = plate.keys()
@@ -144,14 +149,15 @@ def run(workdir: Path) -> list[dict[str, Any]]:
             rows.append({"case": "64 planes: 1 reader vs 8 readers (one source)", "baseline": round(t1, 3),
                          "ratio": round(t1 / t8, 2), "goal": ">= 4", "detail": f"8 readers {t8:.3f} s"})
 
-            # well metadata
+            # well metadata: the 48 wells one after another (measured, not one well x 48) vs hcsfs
             wells = open_plate("s3://bench/wells.zarr", **opts)
             t_all = _timed(wells.keys)
             single = open_plate("s3://bench/wells.zarr", **opts)
-            t_one = _timed(lambda: single.info(PlaneKey("A01", 1, 1, 1, 1)))
-            rows.append({"case": "list a 48-well plate: one well's metadata x 48 vs concurrent",
-                         "baseline": round(t_one * 48, 3), "ratio": round(t_one * 48 / t_all, 2),
-                         "goal": ">= 8", "detail": f"all wells {t_all:.3f} s, one well {t_one:.3f} s"})
+            t_each = _timed(lambda: [single.info(PlaneKey(w, 1, 1, 1, 1)) for w in _wells(48)])
+            rows.append({"case": "list a 48-well plate: the wells' metadata one by one vs concurrent",
+                         "baseline": round(t_each, 3), "ratio": round(t_each / t_all, 2),
+                         "goal": ">= 8", "detail": f"all wells concurrently {t_all:.3f} s, "
+                                                   f"one by one {t_each:.3f} s"})
 
             # disk cache
             cache = workdir / "disk-cache"

@@ -6,6 +6,14 @@ planes) and 1,536 wells (983,040 planes). Each is mounted with the ``hcsfs mount
 with ``find``; the daemon's resident memory after the listing, minus the 96-well plate's, divided by the
 difference in planes, is the memory per plane. ``stat`` of random planes is timed on a fresh mount
 (nothing cached by the kernel) for both plates.
+
+Issue 14 adds, each with its goal:
+
+- ``ls -f`` of a 921,600-plane metadata-only plate (1,536 wells x 25 fields x 4 channels x 2 z x 3 t) on
+  a fresh daemon mount and again (kernel caches warm), and the daemon's RSS growth per plane from just
+  after the mount to just after that listing;
+- the daemon's whole-process peak RSS (``VmHWM``) while ``cp -r`` copies a zstd plate of 10x the
+  ``--cache-size 64M`` budget out of the mount, minus that budget.
 """
 
 from __future__ import annotations
@@ -27,15 +35,16 @@ FIELD = (10, 4, 16, 64, 64)
 PLANES_PER_WELL = FIELD[0] * FIELD[1] * FIELD[2]
 
 
-def write_metadata_plate(root: Path, rows: int, columns: int) -> Path:
-    """A v0.5 plate of rows x columns wells, one field each, with no chunks (written once)."""
+def write_metadata_plate(root: Path, rows: int, columns: int, field: tuple[int, ...] = FIELD,
+                         fields: int = 1) -> Path:
+    """A v0.5 plate of rows x columns wells, ``fields`` field images each, with no chunks (written once)."""
     if (root / ".complete").exists():
         return root
     shutil.rmtree(root, ignore_errors=True)
     reference = root.with_name(root.name + ".ref")
     shutil.rmtree(reference, ignore_errors=True)
     writer = OmeZarrPlateWriter(reference, ZarrWriteOptions(compressor="zstd", level=1))
-    writer.create_field("A01", 1, FIELD, "u2", channel_names=["DAPI", "GFP", "RFP", "Cy5"],
+    writer.create_field("A01", 1, field, "u2", channel_names=["DAPI", "GFP", "RFP", "Cy5"],
                         pixel_size_um=0.65)
     writer.finish()
     documents = {name: (reference / "A" / "1" / name).read_bytes()
@@ -50,9 +59,13 @@ def write_metadata_plate(root: Path, rows: int, columns: int) -> Path:
             '{"zarr_format": 3, "node_type": "group", "attributes": {}}')
         for column in range(1, columns + 1):
             well = root / row_letters(row) / str(column)
-            (well / "0" / "0").mkdir(parents=True)
-            for name, data in documents.items():
-                (well / name).write_bytes(data)
+            for site in range(fields):
+                (well / str(site) / "0").mkdir(parents=True)
+                (well / str(site) / "zarr.json").write_bytes(documents["0/zarr.json"])
+                (well / str(site) / "0" / "zarr.json").write_bytes(documents["0/0/zarr.json"])
+            well_doc = json.loads(documents["zarr.json"])
+            well_doc["attributes"]["ome"]["well"]["images"] = [{"path": str(i)} for i in range(fields)]
+            (well / "zarr.json").write_text(json.dumps(well_doc))
             entries.append({"path": f"{row_letters(row)}/{column}", "rowIndex": row - 1,
                             "columnIndex": column - 1})
     plate = plate_doc["attributes"]["ome"]["plate"]
@@ -109,8 +122,109 @@ def _stat_times(plate: Path, mountpoint: Path, rows: int, columns: int,
     return first, later
 
 
+LISTING_FIELD = (3, 4, 2, 64, 64)  # t, c, z: 24 planes a field image
+LISTING_FIELDS = 25
+LISTING_PLANES = 1536 * LISTING_FIELDS * 24  # 921,600
+
+
+def _status_bytes(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no {field}")
+
+
+def _timed_ls(path: Path) -> tuple[float, int]:
+    started = time.perf_counter()
+    out = subprocess.run(["ls", "-f", str(path)], capture_output=True, check=True).stdout
+    return time.perf_counter() - started, out.count(b".tif\n")
+
+
+def big_listing(workdir: Path) -> list[dict]:
+    """``ls -f`` of the 921,600-plane plate, fresh and again, and RSS growth per plane."""
+    plate = write_metadata_plate(workdir / "plate-921600.zarr", 32, 48, LISTING_FIELD, LISTING_FIELDS)
+    mountpoint = workdir / "mnt-921600"
+    with cli_mount(plate, mountpoint, "--no-pipelines"):
+        pid = _daemon_pid(mountpoint)
+        os.stat(mountpoint / "A01_s001_w1_z001_t001.tif")  # the daemon is up and answering
+        before = _status_bytes(pid, "VmRSS")
+        fresh, found = _timed_ls(mountpoint)
+        after = _status_bytes(pid, "VmRSS")
+        again = min(_timed_ls(mountpoint)[0] for _ in range(2))
+    assert found == LISTING_PLANES, found
+    per_plane = (after - before) / found
+    return [
+        {"case": f"ls -f of a {LISTING_PLANES:,}-plane OME-Zarr plate (metadata only), fresh mount",
+         "baseline": "seconds (goal <= 5 s)", "ratio": fresh, "goal": "<= 5",
+         "detail": f"{fresh:.1f} s fresh, {again:.1f} s again; 1,536 wells x 25 fields x 4 ch x 2 z x 3 t"},
+        {"case": f"ls -f of the {LISTING_PLANES:,}-plane plate, again", "baseline": "seconds",
+         "ratio": again, "goal": "<= 5", "detail": f"{again:.1f} s"},
+        {"case": "daemon RSS growth per plane after that listing", "baseline": "bytes per plane",
+         "ratio": per_plane, "goal": "<= 100",
+         "detail": f"RSS {before / 2**20:.0f} MiB after the mount, "
+                   f"{after / 2**20:.0f} MiB after the listing"},
+    ]
+
+
+COPY_SHAPE = (2048, 1024)  # 4 MiB uint16 planes
+COPY_CACHE = 64 << 20
+COPY_PLANES = 10 * COPY_CACHE // (COPY_SHAPE[0] * COPY_SHAPE[1] * 2)  # 160: 10x the budget
+
+
+def write_copy_plate(root: Path) -> Path:
+    """10 wells x 16 planes (4 channels x 4 z) of 4 MiB, zstd-1, one chunk a plane (640 MiB decoded)."""
+    if (root / ".complete").exists():
+        return root
+    import numcodecs
+    import numpy as np
+
+    shutil.rmtree(root, ignore_errors=True)
+    writer = OmeZarrPlateWriter(root, ZarrWriteOptions(compressor="zstd", level=1))
+    rng = np.random.default_rng(0)
+    base = rng.normal(1000, 100, COPY_SHAPE).clip(0, 65535).astype("<u2")
+    codec = numcodecs.Zstd(level=1)
+    wells = [format_well(1 + i // 5, 1 + i % 5) for i in range(COPY_PLANES // 16)]
+    for well in wells:
+        writer.create_field(well, 1, (1, 4, 4, *COPY_SHAPE), "u2",
+                            channel_names=["DAPI", "GFP", "RFP", "Cy5"], pixel_size_um=0.65)
+    writer.finish()
+    for index, well in enumerate(wells):
+        row, column = well[0], str(int(well[1:]))
+        for c in range(4):
+            for z in range(4):
+                chunk = root / row / column / "0" / "0" / "c" / "0" / str(c) / str(z) / "0"
+                chunk.mkdir(parents=True, exist_ok=True)
+                (chunk / "0").write_bytes(codec.encode(np.roll(base, index * 16 + c * 4 + z)))
+    (root / ".complete").touch()
+    return root
+
+
+def copy_peak(workdir: Path) -> list[dict]:
+    """Whole-process peak RSS of the daemon while ``cp -r`` copies the plate out of the mount."""
+    plate = write_copy_plate(workdir / "plate-copy.zarr")
+    mountpoint = workdir / "mnt-copy"
+    target = workdir / "copied"
+    shutil.rmtree(target, ignore_errors=True)
+    with cli_mount(plate, mountpoint, "--no-pipelines", "--cache-size", "64M"):
+        pid = _daemon_pid(mountpoint)
+        started = time.perf_counter()
+        subprocess.run(["cp", "-r", str(mountpoint), str(target)], check=True)
+        seconds = time.perf_counter() - started
+        peak = _status_bytes(pid, "VmHWM")
+    copied = sum(p.stat().st_size for p in target.iterdir() if p.suffix == ".tif")
+    shutil.rmtree(target, ignore_errors=True)
+    over = (peak - COPY_CACHE) / 1e6
+    return [{"case": "daemon peak RSS during cp -r of a plate 10x --cache-size 64M, minus the budget",
+             "baseline": "MB", "ratio": over, "goal": "<= 150",
+             "detail": f"VmHWM {peak / 2**20:.0f} MiB; {copied / 2**20:.0f} MiB copied in {seconds:.1f} s"}]
+
+
 def run(workdir: Path) -> list[dict]:
     workdir.mkdir(parents=True, exist_ok=True)
+    return _views(workdir) + big_listing(workdir) + copy_peak(workdir)
+
+
+def _views(workdir: Path) -> list[dict]:
     small = write_metadata_plate(workdir / "plate-96.zarr", 8, 12)
     big = write_metadata_plate(workdir / "plate-1536.zarr", 32, 48)
     mountpoint = workdir / "mnt"

@@ -14,6 +14,18 @@ from hcsfs.sources.base import PlaneInfo, PlateSource, plate_summary
 
 
 class SourceConformance:
+    def test_declared_fast_paths_agree_with_info(
+        self, source: PlateSource, expected: dict[PlaneKey, np.ndarray]
+    ) -> None:
+        """``info_ready`` (metadata known, no I/O) answers None or exactly what ``info`` says."""
+        ready = getattr(source, "info_ready", None)
+        for key in expected:
+            info = source.info(key)
+            answer = ready(key) if ready is not None else None
+            assert answer is None or answer == info
+        for flag in ("planes_in_memory", "caches_planes"):
+            assert isinstance(getattr(source, flag, False), bool)
+
     def test_is_a_plate_source(self, source: PlateSource) -> None:
         assert isinstance(source, PlateSource)
         assert isinstance(source.format_name, str) and isinstance(source.blocking_info, bool)

@@ -35,7 +35,7 @@ def plate() -> MemoryPlate:
 
 @pytest.fixture
 def mnt(plate: MemoryPlate, mountpoint: Path) -> Iterator[Path]:
-    with hcsfs.mounted(plate, mountpoint, cache_size="8M") as mounted:
+    with hcsfs.mounted(plate, mountpoint, cache_size="8M", xattrs=True) as mounted:
         yield mounted.path
 
 
@@ -95,8 +95,8 @@ def test_cp_rsync_and_find(plate: MemoryPlate, mnt: Path, tmp_path: Path) -> Non
     rsynced = tmp_path / "rsynced"
     first = subprocess.run(["rsync", "-a", "--stats", f"{mnt}/", f"{rsynced}/"],
                            capture_output=True, text=True, check=True)
-    # the planes, .hcsfs/plate.json, 4 overview pictures and .pipelines/README
-    assert f"Number of regular files transferred: {len(plate) + 6}" in first.stdout
+    # the planes, .hcsfs/plate.json, planes.csv, loaddata.csv, 4 overview pictures and .pipelines/README
+    assert f"Number of regular files transferred: {len(plate) + 8}" in first.stdout
     second = subprocess.run(["rsync", "-a", "--stats", f"{mnt}/", f"{rsynced}/"],
                             capture_output=True, text=True, check=True)
     assert "Number of regular files transferred: 0" in second.stdout
@@ -106,6 +106,8 @@ def test_cp_rsync_and_find(plate: MemoryPlate, mnt: Path, tmp_path: Path) -> Non
                            check=True).stdout.split()
     assert sorted(found) == sorted([str(mnt / k.name) for k in plate.keys()]
                                    + [str(mnt / ".hcsfs" / "plate.json"),
+                                      str(mnt / ".hcsfs" / "planes.csv"),
+                                      str(mnt / ".hcsfs" / "loaddata.csv"),
                                       str(mnt / ".pipelines" / "README")]
                                    + [str(mnt / ".hcsfs" / "overview" / f"w{c}.{e}")
                                       for c in (1, 2) for e in ("tif", "png")])
@@ -188,6 +190,14 @@ def test_xattrs(mnt: Path) -> None:
     assert caught.value.errno == errno.ENODATA
 
 
+def test_xattrs_off_by_default(plate: MemoryPlate, mountpoint: Path) -> None:
+    """Off unless asked for: ``ls -l`` then costs no uncached xattr requests (issue 14)."""
+    with hcsfs.mounted(plate, mountpoint) as mounted:
+        with pytest.raises(OSError):
+            os.getxattr(mounted.path / plate.keys()[0].name, "user.hcs.well")
+
+
+
 def test_plate_json(mnt: Path) -> None:
     summary = json.loads((mnt / ".hcsfs" / "plate.json").read_text())
     assert summary["format"] == "memory" and summary["planes"] == 24
@@ -239,7 +249,7 @@ def tiff_folder(tmp_path: Path, plate: MemoryPlate, unchanged) -> Path:  # type:
 
 def test_tiff_folder_passthrough(plate: MemoryPlate, tiff_folder: Path, mountpoint: Path,
                                  tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    with hcsfs.mounted(tiff_folder, mountpoint) as mounted:
+    with hcsfs.mounted(tiff_folder, mountpoint, xattrs=True) as mounted:
         names = os.listdir(mounted.path)
         assert "README.txt" not in names and "H01_s001_w1_z001_t001.tif" not in names
         assert "H02_s001_w1_z001_t001.tif" in names  # listed, but unreadable
@@ -253,6 +263,7 @@ def test_tiff_folder_passthrough(plate: MemoryPlate, tiff_folder: Path, mountpoi
         assert not (mounted.path / "H01_s001_w1_z001_t001.tif").exists()
         subprocess.run(["cp", "-r", str(mounted.path / "A01_s001_w1_z001_t001.tif"),
                         str(tmp_path / "one.tif")], check=True)
+        assert (tmp_path / "one.tif").read_bytes() == (tiff_folder / "A01_s001_w1_z001_t001.tif").read_bytes()
         summary = json.loads((mounted.path / ".hcsfs" / "plate.json").read_text())
     assert "not a TIFF" in caplog.text and "gone.tif" in caplog.text
     assert summary["format"] == "tiff-folder" and summary["dtype"] == "u2"

@@ -15,6 +15,7 @@ import hcsfs
 from hcsfs.errors import PlaneNotFoundError
 from hcsfs.naming import PlaneKey
 from hcsfs.sources.views import SelectedSource, WellIndex, WellSource, parse_selection
+from tests.conformance import SourceConformance
 from tests.plates import memory_plate, plate_keys, write_tiff_folder
 
 
@@ -29,6 +30,27 @@ def test_parse_selection() -> None:
     for bad in ["colour=1", "channel", "t=a-b", "well=A1"]:
         with pytest.raises(ValueError):
             parse_selection([bad])
+
+
+def test_views_forward_the_source_capabilities(tmp_path: Path) -> None:
+    """``--select`` and ``/.by-well/`` keep the source's fast paths (issue 14): planes in memory, and
+    metadata already known (``info_ready``), answered only inside the view."""
+    plate = memory_plate()
+    keys = list(plate.keys())
+    selected = SelectedSource(plate, parse_selection([f"well={keys[0].well}"]))
+    assert selected.planes_in_memory and not hasattr(plate, "info_ready")
+    assert selected.info_ready(keys[0]) is None  # the memory plate has no info_ready: nothing to forward
+    from hcsfs.sources.tiffdir import TiffFolderSource
+
+    folder = TiffFolderSource(write_tiff_folder(tmp_path / "plate", plate))
+    well = WellSource(folder, WellIndex(folder), keys[0].well)
+    other = next(k for k in keys if k.well != keys[0].well)
+    assert well.info_ready(keys[0]) is None  # not checked yet: needs I/O
+    info = folder.info(keys[0])
+    assert well.info_ready(keys[0]) == info and folder.info_ready(keys[0]) == info
+    folder.info(other)
+    assert well.info_ready(other) is None  # outside the view
+    assert not well.planes_in_memory
 
 
 def test_selected_source_hides_the_rest() -> None:
@@ -96,3 +118,40 @@ def test_by_well_is_reachable_but_not_listed(mountpoint: Path) -> None:
         assert ".by-well" not in os.listdir(mnt.path)
         assert (mnt.path / ".by-well").is_dir()
         assert os.listdir(mnt.path / ".by-well" / "A01") == ["A01_s001_w1_z001_t001.tif"]
+
+
+class TestSelectedTiffFolder(SourceConformance):
+    """The ``--select`` wrapper passes the suite over a passthrough source."""
+
+    @pytest.fixture
+    def original(self) -> hcsfs.MemoryPlate:
+        return memory_plate()
+
+    @pytest.fixture
+    def source(self, tmp_path: Path, original: hcsfs.MemoryPlate) -> SelectedSource:
+        from hcsfs.sources.tiffdir import TiffFolderSource
+
+        folder = TiffFolderSource(write_tiff_folder(tmp_path / "plate", original))
+        return SelectedSource(folder, parse_selection(["channel=1"]))
+
+    @pytest.fixture
+    def expected(self, original: hcsfs.MemoryPlate) -> dict[PlaneKey, np.ndarray]:
+        return {k: original.read_plane(k) for k in original.keys() if k.channel == 1}
+
+
+class TestWellOfMemoryPlate(SourceConformance):
+    """The ``/.by-well/`` wrapper passes the suite over an in-memory source."""
+
+    @pytest.fixture
+    def original(self) -> hcsfs.MemoryPlate:
+        return memory_plate()
+
+    @pytest.fixture
+    def source(self, original: hcsfs.MemoryPlate) -> WellSource:
+        well = next(iter(original.keys())).well
+        return WellSource(original, WellIndex(original), well)
+
+    @pytest.fixture
+    def expected(self, original: hcsfs.MemoryPlate) -> dict[PlaneKey, np.ndarray]:
+        well = next(iter(original.keys())).well
+        return {k: original.read_plane(k) for k in original.keys() if k.well == well}

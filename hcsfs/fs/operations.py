@@ -20,6 +20,7 @@ import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import pyfuse3
@@ -30,10 +31,11 @@ from hcsfs.errors import NotAPlaneError, PlaneNameError, PlaneNotFoundError, Pla
 from hcsfs.fs.attributes import AttributePolicy
 from hcsfs.fs.control import ControlArea, SpecFile
 from hcsfs.fs.errno_map import fuse_errors
+from hcsfs.fs.index_files import IndexFiles
 from hcsfs.fs.invalidate import Invalidator
 from hcsfs.fs.overview_files import OverviewFiles
 from hcsfs.fs.prefetch import Prefetcher, successors
-from hcsfs.fs.tree import ROOT_INODE, Entry, InodeTable, Node, NodeKind
+from hcsfs.fs.tree import ROOT_INODE, Entry, FileHandle, InodeTable, Node, NodeKind
 from hcsfs.fs.writes import WritableOperations
 from hcsfs.naming import PlaneKey, parse_name
 from hcsfs.planefile import EncodedFile, PassthroughFile, PlaneFile
@@ -52,7 +54,7 @@ T = TypeVar("T")
 
 XATTR_PREFIX = "user.hcs."
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND
-_READDIR_BATCH = 128
+_READDIR_BATCH = 1024
 
 
 def _same(value: T) -> T:
@@ -87,8 +89,11 @@ class _Listing:
     keys: Iterator[PlaneKey] = field(default_factory=lambda: iter(()))
     position: int = 0
     """Listing offset of the next key ``keys`` yields."""
-    entries: dict[int, tuple[bytes, pyfuse3.EntryAttributes] | None] = field(default_factory=dict)
-    """Planes' names and attributes, computed a batch ahead of the kernel's requests."""
+    entries: dict[int, tuple[bytes, int, int, int | None] | None] = field(default_factory=dict)
+    """Planes' names, inodes, sizes and mtimes, computed a batch ahead of the kernel's requests."""
+    templates: dict[tuple[int, int | None], pyfuse3.EntryAttributes] = field(default_factory=dict)
+    """One attributes object per (size, mtime): ``readdir_reply`` copies it into the kernel's buffer,
+    so a listing sets only ``st_ino`` per plane instead of building every entry's attributes."""
 
     def restart(self) -> None:
         self.keys = iter(self.source.keys()) if self.source is not None else iter(())
@@ -102,7 +107,7 @@ class PlateOperations(WritableOperations):
     def __init__(
         self, source: PlateSource, *, cache_bytes: int, io_threads: int = 16, xattrs: bool = True,
         manager: PipelineManager | None = None, uid: int | None = None, gid: int | None = None,
-        umask: int | None = None,
+        umask: int | None = None, mountpoint: Path | None = None,
     ) -> None:
         super().__init__()
         self.source = source
@@ -116,7 +121,7 @@ class PlateOperations(WritableOperations):
         self.pixel_cache: ByteLRU[tuple[int, PlaneKey, int], memoryview] = ByteLRU(cache_bytes, len)
         self.cpu_limiter = trio.CapacityLimiter(os.cpu_count() or 1)
         self.io_limiter = trio.CapacityLimiter(io_threads)
-        self._handles: dict[int, PlaneFile | _BytesFile | SpecFile] = {}
+        self._handles: dict[int, PlaneFile | _BytesFile | SpecFile | FileHandle] = {}
         self.prefetcher = Prefetcher()
         self._listings: dict[int, _Listing] = {}
         self._next_fh = 1
@@ -125,6 +130,8 @@ class PlateOperations(WritableOperations):
         root.planes = lambda: self.source
         meta = self.tree.add_directory(ROOT_INODE, ".hcsfs")
         self.tree.add_file(meta.inode, "plate.json", self._render_plate_json)
+        self.index_files = IndexFiles(source, mountpoint)
+        meta.entries = self.index_files.entries
         overview = self.tree.add_directory(meta.inode, "overview")
         overview.entries = OverviewFiles(source).entries
         by_well = self.tree.add_directory(ROOT_INODE, ".by-well", listed=False)
@@ -181,7 +188,7 @@ class PlateOperations(WritableOperations):
             raise pyfuse3.FUSEError(errno.ENOENT)
         return source
 
-    def _new_fh(self, handle: PlaneFile | _BytesFile | SpecFile) -> int:
+    def _new_fh(self, handle: PlaneFile | _BytesFile | SpecFile | FileHandle) -> int:
         fh = self._next_fh
         self._next_fh += 1
         self._handles[fh] = handle
@@ -272,8 +279,8 @@ class PlateOperations(WritableOperations):
 
     def _plane_entry(
         self, listing: _Listing, key: PlaneKey
-    ) -> tuple[bytes, pyfuse3.EntryAttributes] | None:
-        """Name and attributes of a listed plane; ``None`` leaves a non-plane out (any thread)."""
+    ) -> tuple[bytes, int, int, int | None] | None:
+        """Name, inode, size and mtime of a listed plane; ``None`` leaves a non-plane out (any thread)."""
         assert listing.source is not None
         inode = self.tree.plane_inode(listing.inode, key)
         try:
@@ -285,8 +292,16 @@ class PlateOperations(WritableOperations):
         except PlaneReadError as exc:
             # Listed so that the user sees it; opening it gives EIO with the reason in the log.
             log.warning("%s", exc)
-            return os.fsencode(key.name), self.policy.file(inode, 0)
-        return os.fsencode(key.name), self.policy.file(inode, info.size, info.mtime_ns)
+            return os.fsencode(key.name), inode, 0, None
+        return os.fsencode(key.name), inode, info.size, info.mtime_ns
+
+    def _plane_attributes(self, listing: _Listing, inode: int, size: int,
+                          mtime_ns: int | None) -> pyfuse3.EntryAttributes:
+        template = listing.templates.get((size, mtime_ns))
+        if template is None:
+            template = listing.templates[(size, mtime_ns)] = self.policy.file(inode, size, mtime_ns)
+        template.st_ino = inode
+        return template
 
     def _fill_batch(self, listing: _Listing, start: int) -> None:
         """Read the next batch of planes from ``start`` on (rewinding if the kernel seeks back)."""
@@ -322,7 +337,9 @@ class PlateOperations(WritableOperations):
                         self._fill_batch(listing, index)
                     if index not in listing.entries:
                         break  # no more planes
-                entry = listing.entries[index]
+                plane = listing.entries[index]
+                entry = None if plane is None else (
+                    plane[0], self._plane_attributes(listing, plane[1], plane[2], plane[3]))
             if entry is not None and not pyfuse3.readdir_reply(token, *entry, index + 1):
                 break  # the kernel's buffer is full; it asks again from this index
             listing.entries.pop(index, None)
@@ -346,13 +363,17 @@ class PlateOperations(WritableOperations):
             return decode
         return lambda: self.pixel_cache.get_or_load((id(source), key, info.mtime_ns), decode)
 
+    def _open_passthrough(self, source: PlateSource, info: PlaneInfo) -> PassthroughFile:
+        assert info.passthrough is not None
+        # The plate's own files must not change while mounted; run outputs are written meanwhile.
+        frozen = source is self.source or isinstance(source, WellSource)
+        since = self.started_ns if frozen else None
+        return PassthroughFile(info.passthrough, info.size, unchanged_since_ns=since)
+
     def _open_plane(self, source: PlateSource, key: PlaneKey) -> PlaneFile:
         info = source.info(key)
         if info.passthrough is not None:
-            # The plate's own files must not change while mounted; run outputs are written meanwhile.
-            frozen = source is self.source or isinstance(source, WellSource)
-            since = self.started_ns if frozen else None
-            return PassthroughFile(info.passthrough, info.size, unchanged_since_ns=since)
+            return self._open_passthrough(source, info)
         assert info.layout is not None
         return EncodedFile(info.layout, self._load_pixels(source, info))
 
@@ -372,6 +393,10 @@ class PlateOperations(WritableOperations):
             on_disk = await self._blocking(lambda: PassthroughFile(path, path.stat().st_size))
             return pyfuse3.FileInfo(fh=self._new_fh(on_disk), keep_cache=not node.dynamic,
                                     direct_io=node.dynamic)
+        if node.kind is NodeKind.FILE and node.opener is not None:  # serves byte ranges itself
+            streamed = await self._blocking(node.opener)
+            return pyfuse3.FileInfo(fh=self._new_fh(streamed), keep_cache=not node.dynamic,
+                                    direct_io=node.dynamic)
         if node.kind is NodeKind.FILE:
             assert node.content is not None
             handle = _BytesFile(await self._blocking(node.content))
@@ -385,6 +410,11 @@ class PlateOperations(WritableOperations):
         info = ready(node.key) if ready is not None else None
         if info is not None and info.layout is not None:  # encoded, metadata known: no I/O to open
             plane = EncodedFile(info.layout, self._load_pixels(source, info))
+        elif info is not None and info.passthrough is not None:
+            # A source file checked at lookup (passthrough files are local): open(2) of a cached dentry
+            # costs microseconds, far less than a worker-thread trip (issue 14: opens are the cost of
+            # warm reads).
+            plane = self._open_passthrough(source, info)
         elif source.blocking_info:  # one trip to a worker thread for info and open(2)
             plane = await self._blocking(self._open_plane, source, node.key)
         else:

@@ -18,14 +18,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from hcsfs.naming import PlaneKey, format_well, parse_well
 
 if TYPE_CHECKING:
     from hcsfs.sources.base import PlateSource
 
-__all__ = ["NodeKind", "Node", "Entry", "InodeTable", "ROOT_INODE"]
+__all__ = ["NodeKind", "Node", "Entry", "FileHandle", "InodeTable", "ROOT_INODE"]
 
 ROOT_INODE = 1
 
@@ -56,6 +56,19 @@ def _unpack(packed: int) -> PlaneKey:
     return PlaneKey(format_well(row, column), site, channel, z, t)
 
 
+class FileHandle(Protocol):
+    """An open file that serves byte ranges: ``read_ready`` answers without blocking or gives None
+    (then ``read`` runs in a worker thread)."""
+
+    size: int
+
+    def read(self, offset: int, size: int) -> bytes: ...
+
+    def read_ready(self, offset: int, size: int) -> bytes | None: ...
+
+    def close(self) -> None: ...
+
+
 class NodeKind(Enum):
     DIRECTORY = "directory"
     PLANE = "plane"
@@ -81,6 +94,9 @@ class Entry:
     """For a directory: its own provider of named entries."""
     path: Path | None = None
     """For a file: served from this complete file on disk (tables, ROI sets), never held in memory."""
+    opener: Callable[[], FileHandle] | None = None
+    """For a file: opens a handle that serves byte ranges itself (streamed tables), instead of
+    ``content()`` read whole at open."""
 
 
 @dataclass(slots=True)
@@ -103,6 +119,8 @@ class Node:
     """The source whose planes this directory shows, if any."""
     path: Path | None = None
     """A file served from disk (see :attr:`Entry.path`)."""
+    opener: Callable[[], FileHandle] | None = None
+    """A file that serves byte ranges itself (see :attr:`Entry.opener`)."""
     writable: bool = False
     listed: bool = True
     """False: reachable by its path but left out of its parent's listing (so cp -r, rsync and find
@@ -162,13 +180,14 @@ class InodeTable:
                 children: dict[str, int] | None = {} if entry.kind is NodeKind.DIRECTORY else None
                 node = self._new(parent, name, entry.kind, content=entry.content,
                                  dynamic=entry.dynamic, size=entry.size, children=children,
-                                 planes=entry.planes, entries=entry.entries, path=entry.path, **fields)
+                                 planes=entry.planes, entries=entry.entries, path=entry.path,
+                                 opener=entry.opener, **fields)
                 self._named[(parent, name)] = node.inode
                 return node
             node = self._nodes[inode]
             node.kind, node.content, node.dynamic = entry.kind, entry.content, entry.dynamic
             node.size, node.planes, node.entries = entry.size, entry.planes, entry.entries
-            node.path = entry.path
+            node.path, node.opener = entry.path, entry.opener
             return node
 
     def known_entry(self, parent: int, name: str) -> Node | None:

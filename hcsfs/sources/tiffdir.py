@@ -60,6 +60,8 @@ class TiffFolderSource:
                     self._skip(entry.name, str(exc))
         self._keys = sorted(keys, key=sort_key)
         self._known = frozenset(self._keys)
+        self._checked: dict[PlaneKey, tuple[int, int]] = {}
+        """(size, mtime) of planes already checked: later opens need no I/O to plan (``info_ready``)."""
 
     def _skip(self, name: str, reason: str) -> None:
         log.warning("%s: not a plane, left out: %s", self.folder / name, reason)
@@ -94,7 +96,16 @@ class TiffFolderSource:
             self._skip(key.name, "not a TIFF file")
             raise NotAPlaneError(f"{path}: not a TIFF file")
         assert stat is not None
+        self._checked[key] = (stat.st_size, stat.st_mtime_ns)
         return PlaneInfo(key=key, size=stat.st_size, mtime_ns=stat.st_mtime_ns, passthrough=path)
+
+    def info_ready(self, key: PlaneKey) -> PlaneInfo | None:
+        """:meth:`info` of a plane already checked (no I/O), else ``None``. The plate is frozen while
+        mounted: a file changed since is refused when opened (``PassthroughFile``)."""
+        checked = self._checked.get(key)
+        if checked is None or key in self._rejected:
+            return None
+        return PlaneInfo(key=key, size=checked[0], mtime_ns=checked[1], passthrough=self.folder / key.name)
 
     def read_plane(self, key: PlaneKey) -> np.ndarray:
         return read_tiff_plane(self._path(key))

@@ -95,7 +95,17 @@ class SelectedSource:
         self.selection = selection
         self.format_name = source.format_name
         self.blocking_info = source.blocking_info
+        # Declared capabilities are forwarded, so a plane opened through a view takes the same fast
+        # path as through the source itself (no worker-thread trip when its metadata is known).
         self.caches_planes = bool(getattr(source, "caches_planes", False))
+        self.planes_in_memory = bool(getattr(source, "planes_in_memory", False))
+        self._info_ready = getattr(source, "info_ready", None)
+
+    def info_ready(self, key: PlaneKey) -> PlaneInfo | None:
+        """The source's metadata-already-known answer (``None`` when it would need I/O)."""
+        if self._info_ready is None or key not in self.selection:
+            return None
+        return self._info_ready(key)  # type: ignore[no-any-return]
 
     def _check(self, key: PlaneKey) -> None:
         if key not in self.selection:

@@ -38,7 +38,7 @@ def test_real_sample_mounts_flat_byte_for_byte(tmp_path: Path, mountpoint: Path,
     plate = tmp_path / "20200812-Cycle1"
     expected = _expected(copy_sample(plate, *SAMPLE_PAIRS[0]))
     before = tree_digest(plate)
-    with hcsfs.mounted(plate, mountpoint) as mounted:
+    with hcsfs.mounted(plate, mountpoint, xattrs=True) as mounted:
         names = os.listdir(mounted.path)
         assert names == [".hcsfs", ".pipelines"] + [k.name for k in sorted(expected, key=sort_key)]
         for key, filename in expected.items():

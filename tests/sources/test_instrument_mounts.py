@@ -36,7 +36,7 @@ def test_real_listing_plate_mounts_flat(tmp_path: Path, mountpoint: Path, sample
 def test_guid_plane_bytes_and_xattrs(mountpoint: Path, samples: Path) -> None:
     folder = samples / "imagexpress_plane_guid"
     real = folder / f"IXMtest_A01_s1_w1{GUID}.tif"
-    with hcsfs.mounted(folder, mountpoint) as mounted:
+    with hcsfs.mounted(folder, mountpoint, xattrs=True) as mounted:
         path = mounted.path / "A01_s001_w1_z001_t001.tif"
         assert os.listdir(mounted.path) == [".hcsfs", ".pipelines", path.name]
         assert path.stat().st_size == real.stat().st_size
@@ -52,7 +52,7 @@ def test_guid_plane_bytes_and_xattrs(mountpoint: Path, samples: Path) -> None:
 def test_nested_plate_names_and_channel_names(tmp_path: Path, mountpoint: Path) -> None:
     paths = _nested_plate(tmp_path)
     before = tree_digest(tmp_path)
-    with hcsfs.mounted(tmp_path, mountpoint) as mounted:
+    with hcsfs.mounted(tmp_path, mountpoint, xattrs=True) as mounted:
         names = set(os.listdir(mounted.path))
         for well, site, wave, z, t in paths:
             if t < 0:
@@ -72,7 +72,7 @@ def test_phenix_mount_agrees_with_pe2loaddata(mountpoint: Path, samples: Path, f
                                               loaddata: str) -> None:
     plate = samples / folder
     expected = _loaddata_planes(plate / loaddata)
-    with hcsfs.mounted(plate, mountpoint) as mounted:
+    with hcsfs.mounted(plate, mountpoint, xattrs=True) as mounted:
         assert sorted(os.listdir(mounted.path)) == sorted([".hcsfs", ".pipelines"] + [k.name for k, *_ in expected])
         for key, filename, channel_name, pixel_size in expected:
             path = mounted.path / key.name
