@@ -13,10 +13,8 @@ import click
 from hcsfs import __version__
 from hcsfs.cache import DEFAULT_CACHE_BYTES, parse_byte_size
 from hcsfs.errors import HcsfsError
-
-_S3_OPTIONS = ("anon", "endpoint_url", "region", "profile", "retries", "timeout", "disk_cache",
-               "disk_cache_size")
-_SOURCE_OPTIONS = ("strict", "site_order", "acquisition", "zarr_impl", *_S3_OPTIONS)
+from hcsfs.options import S3_OPTIONS as _S3_OPTIONS
+from hcsfs.options import SOURCE_OPTIONS as _SOURCE_OPTIONS
 
 
 class _PlateLocation(click.ParamType):
@@ -117,14 +115,17 @@ def _source_options(options: dict[str, Any]) -> dict[str, Any]:
 @click.option("--gid", type=int, help="Group shown for the plate's files and folders.")
 @click.option("--umask", type=lambda v: int(v, 8), metavar="OCTAL",
               help="Bits removed from files (0444) and folders (0555); default 022.")
-@click.option("--xattrs/--no-xattrs", default=True, show_default=True,
-              help="user.hcs.* attributes; --no-xattrs makes ls -l of huge plates ~3x faster.")
+@click.option("--xattrs/--no-xattrs", default=False, show_default=True,
+              help="user.hcs.* attributes (off: ls -l of huge plates ~7x faster; /.hcsfs/planes.csv "
+                   "has the same metadata).")
 @click.option("--pipelines/--no-pipelines", default=True, show_default=True,
               help="The .pipelines/ control folder.")
 @click.option("--outputs", type=click.Path(file_okay=False, path_type=Path),
               help="Where pipeline outputs persist (default: per plate under ~/.local/share/hcsfs).")
 @click.option("--plugins", multiple=True, metavar="MODULE",
               help="Python module whose register(registry) adds pipeline functions (trusted code).")
+@click.option("--models", type=click.Path(exists=True, file_okay=False, path_type=Path), metavar="DIR",
+              help="Folder of trained models (TorchScript, ONNX) that func: model may name (trusted).")
 @click.option("--select", multiple=True, metavar="AXIS=VALUES,...", callback=_selection,
               help="Show only these planes, e.g. channel=1,t=1-10 or well=A01-B12+C03.")
 @click.option("--strict", is_flag=True, default=None,
@@ -143,7 +144,7 @@ def _source_options(options: dict[str, Any]) -> dict[str, Any]:
 @click.pass_context
 def mount(ctx: click.Context, source: Path | str, mountpoint: Path, foreground: bool, format_: str | None,
           cache_size: int, log_file: Path | None, allow_other: bool, xattrs: bool, pipelines: bool,
-          outputs: Path | None, plugins: tuple[str, ...], select: tuple[str, ...],
+          outputs: Path | None, plugins: tuple[str, ...], models: Path | None, select: tuple[str, ...],
           scheduler: str | None, allow_scheduler: tuple[str, ...], shared_outputs: str | None,
           uid: int | None, gid: int | None, umask: int | None, ready_fd: int | None,
           **options: Any) -> None:
@@ -164,17 +165,23 @@ def mount(ctx: click.Context, source: Path | str, mountpoint: Path, foreground: 
     if not foreground:
         configure_logging(log_file=None, stderr=False, debug=False)
         check_mountpoint(mountpoint)
-        open_plate(source, format=format_, **source_options).close()  # fail here, not in the log
+        if isinstance(source, Path) and format_ is None:
+            from hcsfs.sources import detect_format
+
+            detect_format(source)  # "not a plate" here; the daemon opens it once and reports the rest
+        elif not isinstance(source, Path):
+            open_plate(source, format=format_, **source_options).close()  # fail here, not in the log
         args = ["--debug"] if debug else []
         args += ["mount", _location(source), str(mountpoint.absolute()), "--foreground",
                  "--cache-size", str(cache_size), "--log-file", str(log_file)]
         args += ["--format", format_] if format_ else []
         args += ["--allow-other"] if allow_other else []
-        args += [] if xattrs else ["--no-xattrs"]
+        args += ["--xattrs"] if xattrs else ["--no-xattrs"]
         args += [] if pipelines else ["--no-pipelines"]
         args += ["--outputs", str(outputs.absolute())] if outputs else []
         for module in plugins:
             args += ["--plugins", module]
+        args += ["--models", str(models.absolute())] if models else []
         for terms in select:
             args += ["--select", terms]
         args += ["--scheduler", scheduler] if scheduler else []
@@ -196,7 +203,7 @@ def mount(ctx: click.Context, source: Path | str, mountpoint: Path, foreground: 
         plate = open_plate(source, format=format_, cache_bytes=cache_size, **source_options)
         options_ = MountOptions(
             cache_bytes=cache_size, allow_other=allow_other, xattrs=xattrs, pipelines=pipelines,
-            outputs=outputs, plugins=plugins, select=select, scheduler=scheduler,
+            outputs=outputs, plugins=plugins, models=models, select=select, scheduler=scheduler,
             allowed_schedulers=allow_scheduler, shared_outputs=shared_outputs,
             uid=uid, gid=gid, umask=umask,
             s3_options={k: v for k, v in source_options.items() if k in _S3_OPTIONS})
@@ -326,15 +333,17 @@ def convert(source: Path | str, destination: str, format_: str | None, ngff: str
 @click.argument("spec", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--wait", is_flag=True, help="Follow the run to its end; exit 0 only if it succeeded.")
 @click.option("--timeout", type=float, help="With --wait: give up after this many seconds.")
-def run(mountpoint: Path, spec: Path, wait: bool, timeout: float | None) -> None:
+@click.option("--resume", is_flag=True, help="Continue the interrupted run of SPEC (resume: true).")
+def run(mountpoint: Path, spec: Path, wait: bool, timeout: float | None, resume: bool) -> None:
     """Start the pipeline SPEC on the plate mounted at MOUNTPOINT (copies it into .pipelines/).
 
     With --wait the exit status is 0 when the run is done without errors, 1 when it failed, 2 when it
-    was cancelled, 3 when it finished with failed units, 4 on timeout.
+    was cancelled, 3 when it finished with failed units, 4 on timeout, 5 when it stays interrupted
+    (a refused --resume says why).
     """
     from hcsfs.runs import follow_run, submit_spec
 
-    name = submit_spec(mountpoint, spec)
+    name = submit_spec(mountpoint, spec, resume=resume)
     click.echo(f"hcsfs: started {name}: status in {mountpoint / '.pipelines' / (name + '.status')}")
     if wait:
         sys.exit(follow_run(mountpoint, name, timeout=timeout))
@@ -349,10 +358,14 @@ def run(mountpoint: Path, spec: Path, wait: bool, timeout: float | None) -> None
 @click.option("--scheduler", metavar="ADDRESS", help="Run the units on this Dask scheduler.")
 @click.option("--plugins", multiple=True, metavar="MODULE",
               help="Python module whose register(registry) adds pipeline functions (repeatable).")
+@click.option("--models", type=click.Path(exists=True, file_okay=False, path_type=Path), metavar="DIR",
+              help="Folder of trained models (TorchScript, ONNX) that func: model may name (trusted).")
 @click.option("--workers", type=click.IntRange(1, 256), help="Units computed at once (default: up to 4).")
+@click.option("--resume", is_flag=True, help="Continue the interrupted run in --out (only missing units).")
 @_s3_options
 def process(source: Path | str, spec: Path, out: Path, format_: str | None, scheduler: str | None,
-            plugins: tuple[str, ...], workers: int | None, **options: Any) -> None:
+            plugins: tuple[str, ...], models: Path | None, workers: int | None, resume: bool,
+            **options: Any) -> None:
     """Run the pipeline SPEC over SOURCE without FUSE, writing the run into --out (cluster nodes).
 
     The same engine and outputs as a mount's .pipelines/; exit status as `hcsfs run --wait`: 0 done,
@@ -369,7 +382,7 @@ def process(source: Path | str, spec: Path, out: Path, format_: str | None, sche
     try:
         with Progress(spec.stem) as progress:
             status = process_plate(plate, spec, out, scheduler=scheduler, plugins=plugins, workers=workers,
-                                   progress=progress.update)
+                                   models=models, resume=resume, progress=progress.update)
     finally:
         plate.close()
     for error in status.get("errors", [])[:10]:
@@ -396,3 +409,44 @@ def status(mountpoint: Path, as_json: bool) -> None:
     else:
         for line in render_status(statuses):
             click.echo(line)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list: arguments with types, defaults, "
+                                                      "ranges; memory types; per plane.")
+@click.option("--plugins", multiple=True, metavar="MODULE",
+              help="Also list the functions this module registers (trusted code; repeatable).")
+def functions(as_json: bool, plugins: tuple[str, ...]) -> None:
+    """List the pipeline functions a spec may name: built-ins and the library (scikit-image,
+    scipy.ndimage, clEsperanto): arguments (type, default, range), memory types, per plane."""
+    from hcsfs.pipelines.library_listing import function_rows, function_table_lines
+    from hcsfs.pipelines.registry import default_registry, load_plugins
+
+    registry = default_registry()
+    load_plugins(registry, plugins)
+    if as_json:
+        click.echo(json.dumps(function_rows(registry), indent=1))
+    else:
+        for line in function_table_lines(registry):
+            click.echo(line)
+
+
+@main.command()
+@click.argument("source", type=PLATE)
+@click.option("--run", "runs", multiple=True, metavar="NAME|DIR",
+              help="Follow this run live: a run of the mount by name, or a run folder (repeatable).")
+@click.option("--format", "format_", metavar="NAME", help="Skip detection of SOURCE's format.")
+@_s3_options
+def view(source: Path | str, runs: tuple[str, ...], format_: str | None, **options: Any) -> None:
+    """Open SOURCE in napari (a mount, a run folder, or any plate) with the plate widget.
+
+    Needs napari: pip install 'hcsfs[napari]'.
+    """
+    try:
+        from hcsfs.napari.app import view as open_view
+    except ImportError as exc:
+        raise HcsfsError(f"napari is not installed ({exc}): pip install 'hcsfs[napari]'") from None
+    chosen = _source_options(options)
+    if format_:
+        chosen["format"] = format_
+    open_view(_location(source) if isinstance(source, Path) else source, follow=runs, **chosen)

@@ -19,8 +19,8 @@ from hcsfs.progress import Progress, bar
 __all__ = ["submit_spec", "run_name", "follow_run", "read_statuses", "render_status", "EXIT_CODES",
            "outcome_of"]
 
-EXIT_CODES = {"done": 0, "failed": 1, "cancelled": 2, "partial": 3, "timeout": 4}
-_FINAL = ("done", "failed", "cancelled")
+EXIT_CODES = {"done": 0, "failed": 1, "cancelled": 2, "partial": 3, "timeout": 4, "interrupted": 5}
+_FINAL = ("done", "failed", "cancelled", "interrupted")
 
 
 def _pipelines(mountpoint: Path) -> Path:
@@ -43,13 +43,20 @@ def run_name(spec: Path) -> str:
     return spec.stem
 
 
-def submit_spec(mountpoint: Path, spec: Path) -> str:
-    """Copy ``spec`` into ``.pipelines/`` (temporary name, then rename); return the run's name."""
+def submit_spec(mountpoint: Path, spec: Path, *, resume: bool = False) -> str:
+    """Copy ``spec`` into ``.pipelines/`` (temporary name, then rename); return the run's name.
+
+    ``resume``: with ``resume: true`` added, so an interrupted run of it continues."""
     folder = _pipelines(mountpoint)
     if spec.suffix not in (".yaml", ".yml", ".json"):
         raise HcsfsError(f"{spec}: a pipeline spec ends in .yaml, .yml or .json")
+    data = spec.read_bytes()
+    if resume:
+        from hcsfs.pipelines.spec import with_resume
+
+        data = with_resume(data, spec.suffix)
     temporary = folder / f".{spec.name}.{os.getpid()}.tmp"
-    temporary.write_bytes(spec.read_bytes())
+    temporary.write_bytes(data)
     os.replace(temporary, folder / spec.name)
     return run_name(spec)
 

@@ -106,14 +106,23 @@ def test_nuclei_pipeline_outputs_equal_scipy(mountpoint: Path, tmp_path: Path, o
         planes = [k for k in plate.keys() if k.channel == 1]
         assert names == sorted([k.name for k in planes] + ["object_counts.csv", "objects.csv"])
         counts = {}
+        exact_masks = 0
         for key in planes:
             labels = tifffile.imread(folder / key.name)
             assert labels.dtype == np.int32
             mask, want = expected_labels(plate.read_plane(key), [plate.read_plane(key)])
             assert np.mean((labels > 0) != mask) < 0.005
+            # Whatever float32 rounding did to the mask, the labels are scikit-image's labelling of it,
+            # and the objects are scikit-image's objects of the independent mask.
+            np.testing.assert_array_equal(labels, sk_label(labels > 0, connectivity=2))
+            assert abs(int(labels.max()) - int(want.max())) <= 1, (key.name, labels.max(), want.max())
+            exact_masks += bool(np.array_equal(labels > 0, mask))
             if np.array_equal(labels > 0, mask):
                 np.testing.assert_array_equal(labels, want)
             counts[key.name] = int(labels.max())
+        # The exact comparison with scikit-image must really run: float32 rounding may flip a pixel of
+        # one plane's mask, not of most (all 6 are exact today).
+        assert exact_masks >= len(planes) - 1, (exact_masks, len(planes))
         rows = list(csv.DictReader(io.StringIO((folder / "object_counts.csv").read_text())))
         assert {(r["well"], int(r["site"]), int(r["channel"])) for r in rows} == \
             {(k.well, k.site, k.channel) for k in planes}
@@ -256,7 +265,10 @@ def test_cli_run_status_and_outputs_that_survive_a_remount(tmp_path: Path, mount
         assert failed.returncode == 1 and "nope" in failed.stdout + failed.stderr
     finally:
         subprocess.run([*hcsfs_cli, "unmount", str(mountpoint)], check=True)
-    assert not any(outputs.is_relative_to(p) for p in [source]) and not list(source.glob("nuclei*"))
+    # The run's files went to --outputs (none into the plate: `unchanged` checks its whole tree).
+    runs = {p.name.rpartition("~")[0]: p for p in (outputs / "runs").iterdir()}
+    assert "nuclei" in runs and any(p.is_file() for p in runs["nuclei"].rglob("*"))
+    assert not list(source.glob("nuclei*"))
     subprocess.run([*hcsfs_cli, "mount", str(source), str(mountpoint), "--outputs", str(outputs)], check=True)
     try:
         assert status(mountpoint, "nuclei")["state"] == "done"

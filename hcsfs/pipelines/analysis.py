@@ -27,7 +27,7 @@ __all__ = ["FEATURES", "Graph", "ResultInfo", "build_graph", "graph_of", "parse_
 FEATURES = ("shape", "intensity")
 ANALYSIS_GROUP_BY = ("well", "site", "t")
 TABLE_FORMATS = ("csv", "parquet")
-RESERVED_RESULTS = frozenset({"rois", "heatmaps", "tables", "data", "spec", "image", "wells"})
+RESERVED_RESULTS = frozenset({"rois", "heatmaps", "tables", "data", "spec", "image", "wells", "illumination"})
 _ALIAS_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,31}")
 _MEASURE_FIELDS = ("measure", "objects", "channels", "table")
 MAX_CHANNELS = 16
@@ -224,7 +224,7 @@ def build_graph(spec: PipelineSpec, registry: FunctionRegistry) -> Graph:
             raise SpecError(f"{where}.func", f"{step.input!r} is already reduced ({main.reduced})")
         if reduces and spec.stacked_axis is None:
             raise SpecError(f"{where}.func", "nothing to reduce: group_by stacks no axis")
-        kind = main.kind if definition.produces == "same" else definition.produces
+        kind = definition.result_kind(main.kind, step.kwargs)
         assert kind in RESULT_KINDS
         if step.name is not None and step.name in results:
             raise SpecError(f"{where}.as", f"{step.name!r} is already defined")

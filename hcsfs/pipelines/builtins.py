@@ -226,3 +226,8 @@ def register_builtins(registry: FunctionRegistry) -> None:
                 arrays = tuple(p.name for p in definition.array_params)
                 impl = lazy_implementation(definition.name, memory_type, definition.whole_stack, arrays)
                 registry.implement(definition.name, memory_type, impl)
+    from hcsfs.pipelines.models import register_models
+    from hcsfs.pipelines.threshold import register_threshold
+
+    register_threshold(registry)  # a fixed-value threshold (a model's map > 0.5)
+    register_models(registry)  # func: model, reading the registry's --models folder

@@ -24,7 +24,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +33,7 @@ from hcsfs.pipelines.worker import PlanePlacement, UnitContext, UnitOutcome
 
 if TYPE_CHECKING:
     from hcsfs.pipelines.executors import Deliver
+    from hcsfs.pipelines.illumination import Profile
     from hcsfs.pipelines.registry import FunctionRegistry
     from hcsfs.pipelines.runner import Run
     from hcsfs.pipelines.spec import PipelineSpec
@@ -83,17 +84,23 @@ class UnitJob:
     placement: PlanePlacement = PlanePlacement(())
     channel_names: tuple[tuple[int, str], ...] = ()
     pixel_size_um: float | None = None
+    models: str | None = None
+    """The driver's ``--models`` folder: ``func: model`` reads the same path on the worker (shared)."""
+    illumination: tuple[Profile, ...] = field(default=(), compare=False)
+    """The run's fitted illumination profiles (a few MB: the job is scattered to the workers once)."""
 
 
 _worker_runs: OrderedDict[str, UnitContext] = OrderedDict()
 _worker_lock = threading.Lock()
 
 
-def _make_registry(plugins: tuple[str, ...]) -> FunctionRegistry:
+def _make_registry(plugins: tuple[str, ...], models: str | None = None) -> FunctionRegistry:
+    from hcsfs.pipelines.models import use_models
     from hcsfs.pipelines.registry import default_registry, load_plugins
 
     registry = default_registry()
     load_plugins(registry, plugins)
+    use_models(registry, models, must_exist=False)  # a worker without the folder fails its model steps only
     return registry
 
 
@@ -110,14 +117,15 @@ def _worker_run(job: UnitJob) -> UnitContext:
         from hcsfs.pipelines.worker import make_stores
         from hcsfs.sinks.zarr import zarr_location
 
-        registry = _make_registry(job.plugins)
+        registry = _make_registry(job.plugins, job.models)
         hm.load_frameworks(*{s.memory for s in job.spec.steps})
         gpu_id, device, _ = resolve_device(job.spec)
         steps, graph = graph_of(job.spec, registry)
         data = zarr_location(job.data, **dict(job.s3_options))
         stores = make_stores(job.spec, data, job.placement, channel_names=dict(job.channel_names),
                              pixel_size_um=job.pixel_size_um, shared=True)
-        found = UnitContext(job.spec, steps, graph, registry, job.source.open(), stores, gpu_id, device)
+        found = UnitContext(job.spec, steps, graph, registry, job.source.open(), stores, gpu_id, device,
+                            illumination={p.channel: p for p in job.illumination} or None)
         _worker_runs[job.run_id] = found
         while len(_worker_runs) > 4:
             _, old = _worker_runs.popitem(last=False)
@@ -197,7 +205,9 @@ def dask_executor(run: Run, steps: tuple[Any, ...], graph: Any) -> DaskExecutor:
     job = UnitJob(run_id=run.folder.name, spec=run.spec, source=source, plugins=tuple(run.registry.plugins),
                   data=str(data), s3_options=target.s3_options, placement=run.placement,
                   channel_names=tuple(sorted(description.channel_names.items())),
-                  pixel_size_um=description.pixel_size_um)
+                  pixel_size_um=description.pixel_size_um,
+                  models=None if run.registry.models_dir is None else str(run.registry.models_dir),
+                  illumination=tuple(run.illumination.values()))
     run.status.update(state="running", device="dask", scheduler=target.address)
     run.status.log(f"running {run.status.to_dict()['total']} units on the Dask scheduler {target.address}; "
                    f"workers read {source.location} and write {data}")
@@ -210,15 +220,17 @@ class DaskExecutor:
     def __init__(self, run: Run, job: UnitJob, client: Any) -> None:
         self.run_, self.job, self.client = run, job, client
 
-    def run(self, units: list[Unit], deliver: Deliver) -> None:
+    def run(self, units: list[tuple[int, Unit]], deliver: Deliver) -> None:
         from distributed import as_completed
 
         run, client, job = self.run_, self.client, self.job
         resources = dict(run.spec.resources) or None
+        # illumination profiles make the job a few MB: it goes to the workers once, not with every task
+        shipped: Any = client.scatter(job, broadcast=True, hash=False) if job.illumination else job
         futures = [
-            client.submit(run_unit, job, unit, i, key=f"hcsfs-{job.run_id}-{i}", pure=False,
+            client.submit(run_unit, shipped, unit, i, key=f"hcsfs-{job.run_id}-{i}", pure=False,
                           resources=resources)
-            for i, unit in enumerate(units)
+            for i, unit in units
         ]
         finished = threading.Event()
 
@@ -231,7 +243,7 @@ class DaskExecutor:
         watcher = threading.Thread(target=cancel_when_asked, name=f"hcsfs-dask-cancel-{run.spec.name}",
                                    daemon=True)
         watcher.start()
-        by_key = {f.key: (i, u) for i, (f, u) in enumerate(zip(futures, units, strict=True))}
+        by_key = {f.key: pair for f, pair in zip(futures, units, strict=True)}
         devices: set[str] = set()
         try:
             for future in as_completed(futures, loop=client.loop):

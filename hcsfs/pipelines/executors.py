@@ -29,8 +29,8 @@ Work = Callable[[Unit, int, Callable[[], bool]], "UnitOutcome | None"]
 
 
 class UnitExecutor(Protocol):
-    def run(self, units: list[Unit], deliver: Deliver) -> None:
-        """Run every unit (until cancelled); return when none is running any more."""
+    def run(self, units: list[tuple[int, Unit]], deliver: Deliver) -> None:
+        """Run every ``(plan index, unit)`` (until cancelled); return when none is running any more."""
 
 
 class ThreadExecutor:
@@ -49,9 +49,9 @@ class ThreadExecutor:
         self._abandoned = 0
         self._lock = threading.Lock()
 
-    def run(self, units: list[Unit], deliver: Deliver) -> None:
+    def run(self, units: list[tuple[int, Unit]], deliver: Deliver) -> None:
         futures: list[Future[None]] = []
-        for index, unit in enumerate(units):
+        for index, unit in units:
             if not self._acquire():
                 break
             try:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hcsfs.errors import RunNotFoundError, SpecError
+from hcsfs.pipelines.journal import UNITS_FILE, check_resumable, committed_units
 from hcsfs.pipelines.outputs import RunOutput, load_output, write_atomic
 from hcsfs.pipelines.readme import readme_text
 from hcsfs.pipelines.registry import FunctionRegistry, default_registry
@@ -32,7 +33,7 @@ from hcsfs.pipelines.spec import (
     parse_spec,
     spec_extension,
 )
-from hcsfs.pipelines.status import FINAL, RunStatus, now_iso
+from hcsfs.pipelines.status import FINAL, RESUMABLE, RunStatus, now_iso
 from hcsfs.sources.base import PlateSource
 
 if TYPE_CHECKING:
@@ -158,6 +159,8 @@ class PipelineManager:
                 except SpecError as exc:
                     error, spec = exc, None
             previous = self._file_run.get(filename)
+            if spec is not None and spec.resume and self._resume(name, filename, data, spec):
+                return
             if previous is not None and previous != name:
                 self._stop(previous, remove_spec=filename)
             self._specs[filename] = data
@@ -282,6 +285,51 @@ class PipelineManager:
         _persist(folder, status)
         run.start()
 
+    def _resume(self, name: str, filename: str, data: bytes, spec: PipelineSpec) -> bool:
+        """``resume: true``: continue the interrupted (or cancelled) run of this name in its own folder.
+
+        ``False`` when there is nothing to resume (the spec then starts a new run). A spec that is not
+        the interrupted run's leaves that run as it is and says why in its status (field ``resume``).
+        """
+        record = self._records.get(name)
+        if record is None or not (record.folder / UNITS_FILE).exists():
+            return False
+        state = record.status.state
+        if state not in RESUMABLE:
+            if state == "done":
+                record.status.log(f"spec {filename} with resume: the run is already done")
+                return True
+            raise SpecError("resume", f"run {name!r} is {state}: only an interrupted or cancelled run "
+                                      "resumes")
+        old_file = next((p for p in sorted((record.folder / "spec").glob("*")) if p.is_file()), None)
+        try:
+            if old_file is None:
+                raise SpecError("resume", "the interrupted run's spec is gone")
+            old_data = old_file.read_bytes()
+            old_spec = parse_spec(old_file.name, old_data, self._registry)
+            check_resumable(old_spec, spec, load_document(old_data, spec_extension(old_file.name)),
+                            load_document(data, spec_extension(filename)))
+        except SpecError as exc:
+            record.status.update(field="resume", message=f"resume refused: {exc}")
+            record.status.log(f"spec {filename}: resume refused: {exc}")
+            _persist(record.folder, record.status)
+            return True
+        for stale in (record.folder / "spec").glob("*"):
+            stale.unlink()
+        (record.folder / "spec" / filename).write_bytes(data)
+        self._specs[filename] = data
+        self._file_run[filename] = name
+        status = RunStatus(name, filename, self._notifier.mark, output=spec.output)
+        status.log(f"spec {filename}: resuming the {state} run in {record.folder.name}")
+        run = Run(spec, self._source, self._registry, record.folder, status, executor=self._executor,
+                  limiter=self._limiter, on_finish=self._finished, dask=self._dask_target(spec),
+                  unit_timeout=self._unit_timeout, resume=True)
+        self._records[name] = _Record(name, record.folder, status, run.output, run)
+        status.update(started=now_iso())
+        _persist(record.folder, status)
+        run.start()
+        return True
+
     def _retire(self, record: _Record) -> None:
         """A newer run of this name replaces ``record``: stop it and delete its folder."""
         if record.run is not None and record.status.state not in FINAL:
@@ -329,14 +377,19 @@ class PipelineManager:
         log_path = folder / "run.log"
         log = log_path.read_text() if log_path.exists() else ""
         status = RunStatus.restore(doc, log, self._notifier.mark)
-        if status.state not in FINAL:
-            status.update(state="cancelled", finished=doc.get("finished") or now_iso(),
-                          message="interrupted: the mount ended while the run was going")
+        committed = committed_units(folder) if (folder / UNITS_FILE).exists() else None
+        if status.state not in FINAL:  # the process died during the run (kill -9, OOM killer, power)
+            when = _last_write(folder)
+            status.update(state="interrupted", done=len(committed or {}), interrupted=when, finished=None,
+                          message=f"interrupted at {when}: {len(committed or {})} units complete; write the "
+                                  "spec again with resume: true to continue")
+            status.log(f"interrupted at {when}")
         description = self._source.describe()
         output = None
         if doc.get("output_kind") not in (None, "none"):
             output = load_output(folder, name, pixel_size_um=description.pixel_size_um,
-                                 channel_names=description.channel_names, s3_options=dict(self._s3_options))
+                                 channel_names=description.channel_names, s3_options=dict(self._s3_options),
+                                 committed=committed)
         self._records[name] = _Record(name, folder, status, output)
         for spec_file in sorted((folder / "spec").glob("*")):
             if spec_file.is_file() and spec_file.name not in self._specs:
@@ -350,6 +403,17 @@ def _persist(folder: Path, status: RunStatus) -> None:
         write_atomic(folder / "run.log", status.log_bytes())
     except OSError as exc:  # a failed save is an error in the status, not a log line
         status.add_error(None, f"could not save the status in {folder}: {exc}")
+
+
+def _last_write(folder: Path) -> str:
+    """When the run folder was last written (the time of an interruption), as an ISO time."""
+    import datetime
+
+    times = [p.stat().st_mtime for p in (folder / n for n in ("status.json", UNITS_FILE, "planes.jsonl"))
+             if p.exists()]
+    stamp = max(times) if times else time.time()
+    return datetime.datetime.fromtimestamp(stamp, datetime.UTC).isoformat(timespec="milliseconds") \
+        .replace("+00:00", "Z")
 
 
 def _check_filename(filename: str) -> str:

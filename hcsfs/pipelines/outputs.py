@@ -31,8 +31,8 @@ __all__ = ["OutputPlate", "RunOutput", "load_output", "tables_csv", "KEY_COLUMNS
 KEY_COLUMNS = ("well", "site", "channel", "z", "t")
 PLANES_FILE = "planes.jsonl"
 TABLES_DIR = "tables"
-FILE_FOLDERS = ("rois", "heatmaps")
-"""Folders of complete files in an analysis run (ROI sets, heatmap pictures)."""
+FILE_FOLDERS = ("rois", "heatmaps", "illumination")
+"""Folders of complete files in a run (ROI sets, heatmap pictures, illumination profiles)."""
 
 
 class OutputPlate:
@@ -196,12 +196,15 @@ class PlaneJournal:
 
 
 def load_output(folder: Path, name: str, *, pixel_size_um: float | None,
-                channel_names: Mapping[int, str], s3_options: Mapping[str, Any] | None = None) -> RunOutput:
+                channel_names: Mapping[int, str], s3_options: Mapping[str, Any] | None = None,
+                committed: Mapping[str, Mapping[str, Any]] | None = None) -> RunOutput:
     """The output of a finished run from its folder (planes from ``planes.jsonl``, tables, files).
 
     A journal record with a ``result`` belongs to that result's folder (analysis runs). Planes a Dask
     run stored elsewhere (a shared folder or ``s3://`` prefix: the record's ``data``) are read from
-    there, with ``s3_options`` for object storage.
+    there, with ``s3_options`` for object storage. ``committed``: the unit journal's records
+    (:mod:`hcsfs.pipelines.journal`): only the planes and ROI sets of committed units are shown (a unit a
+    crash cut short shows nothing).
     """
     plates: dict[str | None, OutputPlate] = {}
     caches: dict[str, ZarrArrayCache] = {}
@@ -215,6 +218,8 @@ def load_output(folder: Path, name: str, *, pixel_size_um: float | None,
             dtype = np.dtype(record["dtype"])
         except (ValueError, KeyError, TypeError, IndexError):
             continue  # an interrupted last line: its plane was never published
+        if committed is not None and "unit" in record and record["unit"] not in committed:
+            continue
         result = record.get("result")
         plate = plates.get(result)
         if plate is None:
@@ -249,12 +254,15 @@ def load_output(folder: Path, name: str, *, pixel_size_um: float | None,
         for path in sorted(tables.iterdir()):
             if path.suffix in (".csv", ".parquet") and not path.name.startswith("."):
                 output.set_table(path.name, path)
+    rois = None if committed is None else {n for r in committed.values() for n in r.get("rois", ())}
     for sub_folder in FILE_FOLDERS:
         directory = folder / sub_folder
         if directory.is_dir():
             for path in sorted(directory.iterdir()):
-                if not path.name.startswith("."):
-                    output.add_file(sub_folder, path.name, path)
+                if path.name.startswith(".") or (sub_folder == "rois" and rois is not None
+                                                 and path.name not in rois):
+                    continue
+                output.add_file(sub_folder, path.name, path)
     return output
 
 

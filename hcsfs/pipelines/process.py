@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from hcsfs.errors import HcsfsError, SpecError
+from hcsfs.pipelines.journal import UNITS_FILE, check_resumable
 from hcsfs.pipelines.outputs import write_atomic
 from hcsfs.pipelines.registry import FunctionRegistry, default_registry, load_plugins
 from hcsfs.pipelines.runner import Run
@@ -29,13 +30,20 @@ __all__ = ["process_plate"]
 def process_plate(source: PlateSource, spec_file: Path, out: Path, *, scheduler: str | None = None,
                   plugins: Iterable[str] = (), registry: FunctionRegistry | None = None,
                   workers: int | None = None, unit_timeout: float | None = None,
+                  models: Path | None = None, resume: bool = False,
                   progress: Callable[[int, int, str], None] | None = None) -> dict[str, Any]:
     """Run ``spec_file`` over ``source`` into the folder ``out`` (new or empty); returns the final status.
 
-    A spec that cannot run raises :class:`SpecError` before anything is written.
+    ``models``: the folder ``func: model`` reads (``--models``). ``resume`` (or ``resume: true`` in the
+    spec): ``out`` holds an interrupted run of the same spec, which continues (only its missing units
+    run). A spec that cannot run raises :class:`SpecError` before anything is written.
     """
     registry = registry if registry is not None else default_registry()
     load_plugins(registry, plugins)
+    if models is not None:
+        from hcsfs.pipelines.models import use_models
+
+        use_models(registry, models)
     data = spec_file.read_bytes()
     spec = parse_spec(spec_file.name, data, registry)
     if spec.scheduler is not None and spec.scheduler != "local" and scheduler is None:
@@ -44,8 +52,15 @@ def process_plate(source: PlateSource, spec_file: Path, out: Path, *, scheduler:
         scheduler = None
     if spec.resources and scheduler is None:
         raise SpecError("resources", "worker resources need a Dask scheduler (--scheduler)")
-    if out.exists() and any(out.iterdir()):
-        raise HcsfsError(f"{out} is not empty: give a new or empty folder")
+    resuming = (resume or spec.resume) and (out / UNITS_FILE).exists()
+    if resuming:
+        previous = _previous_state(out, spec, data, spec_file.name, registry)
+        if previous.get("state") == "done":
+            return previous
+        for stale in (out / "spec").glob("*"):
+            stale.unlink()
+    elif out.exists() and any(out.iterdir()):
+        raise HcsfsError(f"{out} is not empty: give a new or empty folder (or --resume an interrupted run)")
     (out / "spec").mkdir(parents=True, exist_ok=True)
     (out / "spec" / spec_file.name).write_bytes(data)
     changed = threading.Event()
@@ -61,7 +76,8 @@ def process_plate(source: PlateSource, spec_file: Path, out: Path, *, scheduler:
     finished = threading.Event()
     with ThreadPoolExecutor(count, thread_name_prefix="hcsfs-process") as pool:
         run = Run(spec, source, registry, out, status, executor=pool, limiter=threading.Semaphore(count),
-                  on_finish=lambda run: finished.set(), dask=dask, unit_timeout=unit_timeout)
+                  on_finish=lambda run: finished.set(), dask=dask, unit_timeout=unit_timeout,
+                  resume=resuming)
         status.update(started=now_iso())
         run.start()
         try:
@@ -81,4 +97,25 @@ def process_plate(source: PlateSource, spec_file: Path, out: Path, *, scheduler:
     doc = status.to_dict()
     if progress is not None:
         progress(doc["done"], doc["total"], doc["state"])
+    return doc
+
+
+def _previous_state(out: Path, spec: Any, data: bytes, filename: str, registry: FunctionRegistry
+                    ) -> dict[str, Any]:
+    """The interrupted run's last status; :class:`SpecError` (``resume``) if its spec is another one."""
+    import json
+
+    from hcsfs.pipelines.spec import load_document, spec_extension
+
+    old_file = next((p for p in sorted((out / "spec").glob("*")) if p.is_file()), None)
+    if old_file is None:
+        raise SpecError("resume", f"{out} holds no spec of an earlier run")
+    old_data = old_file.read_bytes()
+    check_resumable(parse_spec(old_file.name, old_data, registry), spec,
+                    load_document(old_data, spec_extension(old_file.name)),
+                    load_document(data, spec_extension(filename)))
+    try:
+        doc: dict[str, Any] = json.loads((out / "status.json").read_bytes())
+    except (OSError, ValueError):
+        doc = {}
     return doc

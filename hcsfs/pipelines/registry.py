@@ -14,6 +14,7 @@ import math
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
@@ -158,6 +159,16 @@ class FunctionDef:
     """Array arguments besides the main input (mapped by a spec's ``inputs:``)."""
     input_name: str = "image"
     """The main input's name, which ``inputs:`` may also use instead of ``input:``."""
+    kind_of: Callable[[Mapping[str, Any]], str] | None = None
+    """The result kind from the step's arguments, where they decide it (``model``'s ``output``)."""
+    prefer: tuple[MemoryType, ...] = ()
+    """Memory types a spec that names none gets first, when installed (default: numpy first)."""
+
+    def result_kind(self, input_kind: str, args: Mapping[str, Any]) -> str:
+        """The kind of this function's result for a main input of ``input_kind`` and these arguments."""
+        if self.kind_of is not None:
+            return self.kind_of(args)
+        return input_kind if self.produces == "same" else self.produces
 
     def param(self, name: str) -> Param | None:
         return next((p for p in self.params if p.name == name), None)
@@ -175,6 +186,21 @@ class FunctionRegistry:
         self._lock = threading.Lock()
         self.plugins: list[str] = []
         """Plugin modules loaded into this registry, in order (Dask workers load the same ones)."""
+        self.models_dir: Path | None = None
+        """The trusted folder ``func: model`` reads (the mount's ``--models``; ``models.use_models``)."""
+        self._loaders: list[Callable[[FunctionRegistry], None]] = []
+        self._load_lock = threading.RLock()
+
+    def add_loader(self, loader: Callable[[FunctionRegistry], None]) -> None:
+        """Register more functions on first use: ``loader(registry)`` runs once, the first time a name is
+        not found or the names are listed (the function library is added so: mounting stays fast)."""
+        with self._load_lock:
+            self._loaders.append(loader)
+
+    def _load(self) -> None:
+        with self._load_lock:  # a second thread waits here until the first has registered everything
+            while self._loaders:
+                self._loaders.pop(0)(self)
 
     def register(self, definition: FunctionDef) -> None:
         """Add a function; a name registered twice is an error."""
@@ -202,15 +228,21 @@ class FunctionRegistry:
             impls[memory_type] = func
 
     def get(self, name: str) -> FunctionDef:
-        try:
-            return self._functions[name]
-        except KeyError:
-            raise UnknownFunctionError(name) from None
+        definition = self._functions.get(name)
+        if definition is None:
+            self._load()
+            definition = self._functions.get(name)
+        if definition is None:
+            raise UnknownFunctionError(name)
+        return definition
 
     def __contains__(self, name: object) -> bool:
+        if name not in self._functions:
+            self._load()
         return name in self._functions
 
     def names(self) -> list[str]:
+        self._load()
         return sorted(self._functions)
 
     def memory_types(self, name: str) -> list[MemoryType]:
@@ -219,14 +251,19 @@ class FunctionRegistry:
         return sorted(self._impls[name], key=list(MemoryType).index)
 
     def available_memory_types(self, name: str) -> list[MemoryType]:
-        """The memory types of ``name`` whose framework is installed here."""
-        return [m for m in self.memory_types(name) if framework_installed(m)]
+        """The memory types of ``name`` whose framework is installed here, the default first."""
+        prefer = self.get(name).prefer
+        rank = {m: i for i, m in enumerate(prefer)}
+        ordered = sorted(self.memory_types(name), key=lambda m: rank.get(m, len(prefer)))
+        return [m for m in ordered if framework_installed(m)]
 
     def implementation(self, name: str, memory_type: MemoryType | str) -> Callable[..., Any]:
         memory_type = MemoryType(memory_type)
         impl = self._impls.get(name, {}).get(memory_type)
         if impl is None:
-            self.get(name)
+            self.get(name)  # loads the library if the name is in it
+            impl = self._impls.get(name, {}).get(memory_type)
+        if impl is None:
             raise UnknownFunctionError(name, f"{name!r} has no {memory_type.value} implementation")
         return impl
 
@@ -236,23 +273,31 @@ def framework_installed(memory_type: MemoryType) -> bool:
 
 
 def default_registry() -> FunctionRegistry:
-    """A new registry holding hcsfs's built-in functions."""
+    """A new registry holding hcsfs's built-in functions, and the function library on first use
+    (:mod:`hcsfs.pipelines.library`: scikit-image, scipy.ndimage and clEsperanto by name)."""
     from hcsfs.pipelines.builtins import register_builtins
+    from hcsfs.pipelines.library import register_library
 
     registry = FunctionRegistry()
     register_builtins(registry)
+    registry.add_loader(register_library)
     return registry
 
 
 def function_table_markdown(registry: FunctionRegistry | None = None) -> str:
-    """A Markdown table of the registry's functions (docs/pipelines.md and ``.pipelines/README``)."""
+    """A Markdown table of the registry's functions (docs/pipelines.md and ``.pipelines/README``); the
+    library functions are listed by :func:`hcsfs.pipelines.library_listing.library_markdown`."""
+    from hcsfs.pipelines.library import is_library
+
     registry = registry or default_registry()
     lines = ["| function | what it does | input | arguments | output | memory types | tables |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
     for name in registry.names():
         fn = registry.get(name)
-        arrays = [f"{a.name}: {a.kind or 'any'} result (`inputs:`), {'required' if a.required else 'optional'}"
-                  for a in fn.array_params]
+        if is_library(fn):
+            continue
+        arrays = [f"{a.name}: {a.kind or 'any'} result (`inputs:`), "
+                  f"{'required' if a.required else 'optional'}" for a in fn.array_params]
         args = "<br>".join([*arrays, *(p.describe() for p in fn.params)]) or "none"
         types = ", ".join(m.value for m in registry.memory_types(name))
         tables = "<br>".join(f"`{t}`: {d.doc}" for t, d in fn.tables.items())

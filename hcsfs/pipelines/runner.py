@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import shutil
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Executor
 from pathlib import Path
@@ -21,10 +22,13 @@ import numpy as np
 
 from hcsfs import memory as hm
 from hcsfs.errors import SpecError
+from hcsfs.memory import MemoryType
 from hcsfs.naming import PlaneKey
 from hcsfs.pipelines.analysis import graph_of
 from hcsfs.pipelines.compute import HOST_MEMORY
 from hcsfs.pipelines.executors import ThreadExecutor, UnitExecutor
+from hcsfs.pipelines.illumination import Profile
+from hcsfs.pipelines.journal import UNITS_FILE, UnitJournal
 from hcsfs.pipelines.outputs import (
     PLANES_FILE,
     TABLES_DIR,
@@ -54,12 +58,21 @@ if TYPE_CHECKING:
 
 __all__ = ["Run", "resolve_device", "UNIT_TIMEOUT_S"]
 
+PERSIST_INTERVAL_S = 2.0
+"""How often a running run saves its status.json (what a crash leaves)."""
 UNIT_TIMEOUT_S = 3600.0
 """Default limit on one unit's computation (reading, steps, writing); PipelineManager(unit_timeout=)."""
 
 
 def resolve_device(spec: PipelineSpec) -> tuple[int | None, str, str | None]:
-    """``(gpu_id, device name, fallback message)`` for the run's GPU-capable steps."""
+    """``(gpu_id, device name, fallback message)`` for the run's GPU-capable steps; the message also
+    names the steps that run on the CPU for want of a GPU implementation."""
+    gpu_id, device, fallback = _device_for(spec)
+    notes = [*([fallback] if fallback else []), *dict.fromkeys(s.fallback for s in spec.steps if s.fallback)]
+    return gpu_id, device, "; ".join(notes) or None
+
+
+def _device_for(spec: PipelineSpec) -> tuple[int | None, str, str | None]:
     gpu_types = {s.memory for s in spec.steps} - set(HOST_MEMORY)
     if spec.device == "cpu" or not gpu_types:
         return None, "cpu", None
@@ -83,8 +96,14 @@ class Run:
     def __init__(self, spec: PipelineSpec, source: PlateSource, registry: FunctionRegistry, folder: Path,
                  status: RunStatus, *, executor: Executor, limiter: threading.Semaphore,
                  on_finish: Callable[[Run], None] = lambda run: None, dask: DaskTarget | None = None,
-                 unit_timeout: float | None = UNIT_TIMEOUT_S) -> None:
+                 unit_timeout: float | None = UNIT_TIMEOUT_S, resume: bool = False) -> None:
+        """``resume``: ``folder`` holds an interrupted run of the same spec; its committed units are
+        shown again and not rerun (memory outputs are gone with the mount: they rerun)."""
         self.spec, self.source, self.registry, self.folder = spec, source, registry, folder
+        self._resume = resume and spec.output != "memory"
+        self._units = UnitJournal(folder / UNITS_FILE)
+        self._persisted = 0.0
+        self._restored_fields: dict[str, set[tuple[str, Any]]] = {}
         self.status = status
         self._pool, self._limiter, self._on_finish = executor, limiter, on_finish
         self._dask = dask
@@ -102,6 +121,8 @@ class Run:
         self._placement = PlanePlacement(())
         self._journal = PlaneJournal(folder / PLANES_FILE)
         self._sinks: list[Any] = []
+        self.illumination: dict[Any, Profile] = {}
+        """Channel -> its illumination profiles (fitted before the units run; empty: no correction)."""
         self._thread = threading.Thread(target=self._drive, name=f"hcsfs-run-{spec.name}", daemon=True)
 
     def _new_plate(self, name: str) -> Any:
@@ -145,8 +166,12 @@ class Run:
                 if folder:
                     self.output.set_result(folder, plate)
             self._sinks = self._make_sinks(units)
+            fitted = self._fit_illumination(units)
+            pending = self._restore(units) if self._resume else list(enumerate(units))
+            if not fitted:  # cancelled while fitting the illumination profiles: no unit runs
+                pending = []
             executor = self._executor(steps, graph)
-            executor.run(units, self._deliver)
+            executor.run(pending, self._deliver)
             self._finish()
         except SpecError as exc:  # a spec this plate or executor cannot run: nothing ran
             status.add_error(None, str(exc))
@@ -169,10 +194,76 @@ class Run:
         tables_dir = self.folder / TABLES_DIR
         sinks: list[Any] = []
         if self.spec.measures:
-            sinks.append(_Once(AnalysisTables(self.spec, units, tables_dir, self.output)))
+            sinks.append(_Once(AnalysisTables(self.spec, units, tables_dir, self.output,
+                                              resume=self._resume)))
         if any(s.tables for s in self.spec.steps):
-            sinks.append(_Once(LegacyTables(self.spec, self.registry, tables_dir, self.output)))
+            sinks.append(_Once(LegacyTables(self.spec, self.registry, tables_dir, self.output,
+                                            resume=self._resume)))
         return sinks
+
+    def _restore(self, units: list[Unit]) -> list[tuple[int, Unit]]:
+        """Resuming: show the committed units' planes and ROI sets again, hand their rows back to the
+        table sinks; the units still to run, with their plan indexes."""
+        from hcsfs.pipelines.outputs import load_output
+
+        records = self._units.load()
+        loaded = load_output(self.folder, self.spec.name, pixel_size_um=self._pixel_size,
+                             channel_names=self._channel_names, committed=records)
+        for result, folder in self._placement.folders:
+            plate = loaded.source if not folder else loaded.results().get(folder)
+            if plate is None:
+                continue
+            self._plates[result] = plate
+            if folder:
+                self.output.set_result(folder, plate)
+            else:
+                self.output.source = plate
+            self._restored_fields[result] = {(k.well, k.site) for k in plate.keys()}
+        for name, path in loaded.folder_files("rois").items():
+            self.output.add_file("rois", name, path)
+        pending = []
+        restored = 0
+        for index, unit in enumerate(units):
+            record = records.get(unit.label)
+            if record is None:
+                pending.append((index, unit))
+                continue
+            record = {**record, "index": index}
+            for sink in self._sinks:
+                sink.restore(unit, record)
+            restored += 1
+        self.status.update(done=restored)
+        self.status.log(f"resuming: {restored} of {len(units)} units were complete; running {len(pending)}")
+        return pending
+
+    def _fit_illumination(self, units: list[Unit]) -> bool:
+        """The spec's illumination profiles, fitted (resuming: read back) and saved under
+        ``illumination/`` before any unit runs; ``False`` when cancelled meanwhile. A fit that fails
+        fails the run (:class:`SpecError`, field ``illumination``)."""
+        config = self.spec.illumination
+        if config is None:
+            return True
+        from hcsfs.pipelines import illumination
+
+        folder = self.folder / illumination.FOLDER
+        channels = list(illumination.selected_planes(units))
+        profiles = illumination.read_profiles(folder, channels, config) if self._resume else None
+        if profiles is not None:
+            self.status.log(f"illumination: the saved profiles of {len(profiles)} channel(s) read back")
+            files = [(name, folder / name) for p in profiles.values() for name in p.file_names()]
+        else:
+            self.status.update(state="running")
+            self.status.log(f"illumination: fitting {config.method} profiles of {len(channels)} channel(s) "
+                            f"from up to {config.sample} planes each")
+            profiles = illumination.fit_run_profiles(config, self.source, units, device=self.spec.device,
+                                                     cancelled=lambda: self.cancelled, log=self.status.log)
+            if profiles is None:
+                return False
+            files = illumination.write_profiles(profiles, folder)
+        for name, path in files:
+            self.output.add_file(illumination.FOLDER, name, path)
+        self.illumination = profiles
+        return True
 
     def _executor(self, steps: tuple[Any, ...], graph: Any) -> UnitExecutor:
         if self._dask is not None:
@@ -181,9 +272,14 @@ class Run:
             return dask_executor(self, steps, graph)
         hm.load_frameworks(*{s.memory for s in self.spec.steps})
         gpu_id, device, fallback = resolve_device(self.spec)
+        cuda_only = next((s for s in self.spec.steps if s.memory is MemoryType.CUPY), None)
+        if gpu_id is None and cuda_only is not None:  # cupy cannot fall back to the CPU
+            raise SpecError(f"steps[{cuda_only.position}].memory",
+                            "cupy needs a CUDA device and this machine has none (or device: cpu): use "
+                            "numpy, torch or jax")
         self._stores = self.make_stores(shared=False)
         context = UnitContext(self.spec, steps, graph, self.registry, self.source, self._stores, gpu_id,
-                              device)
+                              device, illumination=self.illumination or None)
         total = self.status.to_dict()["total"]
         self.status.update(state="running", device=device, fallback=fallback)
         self.status.log(f"running {total} units on {device}" + (f" ({fallback})" if fallback else ""))
@@ -199,8 +295,9 @@ class Run:
 
     def make_stores(self, *, shared: bool) -> dict[str, Any]:
         """The plane stores of the saved results under the run's data location."""
+        # A resumed run is the second writer of the plates the interrupted one began.
         self._stores = make_stores(self.spec, self._data, self._placement, channel_names=self._channel_names,
-                                   pixel_size_um=self._pixel_size, shared=shared)
+                                   pixel_size_um=self._pixel_size, shared=shared or self._resume)
         return self._stores
 
     @property
@@ -224,12 +321,33 @@ class Run:
                 for result, key, shape, dtype, record, plane in outcome.planes:
                     if self.cancelled and self._dask is None:
                         return
-                    self._publish(result, key, shape, np.dtype(dtype), record, plane)
+                    self._publish(result, key, shape, np.dtype(dtype), record, plane, unit.label)
                 self._write_rois(outcome)
             for sink in self._sinks:
                 sink.take(outcome, unit)
+            if outcome.error is None:
+                self._commit(unit, index, [name for name, _, _ in outcome.rois])
         finally:
             self.status.add_done()
+            self._persist_now_and_then()
+
+    def _commit(self, unit: Unit, index: int, rois: list[str]) -> None:
+        """Everything of ``unit`` is on storage: record it (after its rows are made durable)."""
+        record: dict[str, Any] = {"unit": unit.label, "index": index, "rois": rois}
+        for sink in self._sinks:
+            record.update(sink.commit(index))
+        self._units.commit(record)
+
+    def _persist_now_and_then(self) -> None:
+        """Save the status every few seconds, so a crash leaves a recent ``status.json``."""
+        now = time.monotonic()
+        if now - self._persisted < PERSIST_INTERVAL_S:
+            return
+        self._persisted = now
+        try:
+            write_atomic(self.folder / "status.json", self.status.status_bytes())
+        except OSError:
+            pass  # the final save reports problems; a missed intermediate one costs nothing
 
     def _write_rois(self, outcome: UnitOutcome) -> None:
         if not outcome.rois:
@@ -241,7 +359,7 @@ class Run:
             self.output.add_file("rois", name, folder / name)
 
     def _publish(self, result: str, key: PlaneKey, shape: tuple[int, int], dtype: np.dtype,
-                 record: dict[str, Any], plane: np.ndarray | None) -> None:
+                 record: dict[str, Any], plane: np.ndarray | None, unit: str) -> None:
         """Make a completely stored plane visible and journal it."""
         plate = self._plates[result]
         if plane is not None:  # memory output: the plate holds it
@@ -262,7 +380,7 @@ class Run:
                 cache = self._caches[result] = ZarrArrayCache(base / "plate.ome.zarr")
             location = dict(record)
             plate.publish(key, shape, dtype, lambda: cache.read(location))
-        extra: dict[str, Any] = {"result": folder} if folder else {}
+        extra: dict[str, Any] = {"unit": unit, **({"result": folder} if folder else {})}
         if self._data != self.folder / "data":
             extra["data"] = str(self._data)
         self._journal.append(key, {"shape": list(shape), "dtype": dtype.str, **record, **extra})
@@ -272,9 +390,13 @@ class Run:
 
     def _finish(self) -> None:
         status = self.status
-        for store in self._stores.values():
-            if store is not None:
-                store.finish()
+        for result, store in self._stores.items():
+            if store is None:
+                continue
+            if hasattr(store, "add_field"):  # fields the interrupted run wrote belong to the plate too
+                for well, site in sorted(self._restored_fields.get(result, ())):
+                    store.add_field(well, site)
+            store.finish()
         if self.cancelled:
             status.update(state="cancelled", finished=_now())
             status.log("cancelled")
@@ -318,6 +440,13 @@ class _Once:
 
     def take(self, outcome: UnitOutcome, unit: Unit) -> None:
         self.sink.take(outcome, unit)
+
+    def commit(self, index: int) -> dict[str, Any]:
+        found: dict[str, Any] = self.sink.commit(index)
+        return found
+
+    def restore(self, unit: Unit, record: dict[str, Any]) -> None:
+        self.sink.restore(unit, record)
 
     def finish(self, complete: bool) -> list[str]:
         with self._lock:

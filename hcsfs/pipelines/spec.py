@@ -20,6 +20,7 @@ import yaml
 from hcsfs.errors import PlaneNameError, SpecError
 from hcsfs.memory import MemoryType
 from hcsfs.naming import parse_well
+from hcsfs.pipelines.illumination import IlluminationSpec, parse_illumination
 from hcsfs.pipelines.registry import REQUIRED, FunctionRegistry, framework_installed
 
 __all__ = [
@@ -49,7 +50,7 @@ RESERVED_NAMES = frozenset({"hcsfs", "pipelines", "readme", "con", "nul"})
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 _DEVICE_RE = re.compile(r"cuda:(\d{1,2})")
 _TOP_FIELDS = ("name", "select", "group_by", "device", "output", "scheduler", "resources", "steps",
-               "channels", "save", "rois", "heatmaps", "table_format")
+               "channels", "save", "rois", "heatmaps", "table_format", "resume", "illumination")
 ANALYSIS_FIELDS = ("channels", "save", "rois", "heatmaps", "table_format")
 """Top-level fields of analysis specs (docs/pipelines.md, "Analysis specs")."""
 _SCHEDULER_RE = re.compile(r"(tcp|tls)://[A-Za-z0-9_.:\[\]-]{1,250}")
@@ -93,6 +94,9 @@ class StepSpec:
     """The result's name (``as:``); ``None``: anonymous, usable only by the next step."""
     position: int = 0
     """Index in the spec's ``steps`` list (measure steps included), for messages."""
+    fallback: str | None = None
+    """Why this step runs on the CPU though the spec asked for a GPU (a library function without a GPU
+    twin); the run's status ``fallback`` says it."""
 
     @property
     def kwargs(self) -> dict[str, Any]:
@@ -137,6 +141,10 @@ class PipelineSpec:
     heatmaps: tuple[str, ...] = ()
     table_format: str = "csv"
     """``csv``, or ``parquet``: the analysis tables as Parquet files too."""
+    resume: bool = False
+    """Continue an interrupted run of the same spec: only the units it had not finished run."""
+    illumination: IlluminationSpec | None = None
+    """Flat-field correction fitted before the units run and applied to every plane they read."""
 
     @property
     def is_analysis(self) -> bool:
@@ -362,7 +370,7 @@ def _parse_resources(value: Any) -> tuple[tuple[str, float], ...]:
     return tuple(sorted(resources))
 
 
-def _parse_step(value: Any, i: int, registry: FunctionRegistry) -> StepSpec:
+def _parse_step(value: Any, i: int, registry: FunctionRegistry, device: str = "auto") -> StepSpec:
     where = f"steps[{i}]"
     doc = _mapping(value, where)
     _unknown(doc, _STEP_FIELDS, f"{where}.")
@@ -372,7 +380,12 @@ def _parse_step(value: Any, i: int, registry: FunctionRegistry) -> StepSpec:
     if func not in registry:
         raise SpecError(f"{where}.func", f"unknown function {func!r} (see .pipelines/README)")
     definition = registry.get(func)
-    memory = _parse_memory(doc.get("memory"), func, registry, f"{where}.memory")
+    memory_value, fallback = doc.get("memory"), None
+    if getattr(definition, "gpu_fallback", False):  # library functions: GPU twins (hcsfs.pipelines.library)
+        from hcsfs.pipelines.library import gpu_choice
+
+        memory_value, fallback = gpu_choice(memory_value, func, registry, device)
+    memory = _parse_memory(memory_value, func, registry, f"{where}.memory")
     args = _mapping(doc.get("args", {}) if doc.get("args") is not None else {}, f"{where}.args")
     checked: dict[str, Any] = {}
     for key, raw in args.items():
@@ -397,7 +410,7 @@ def _parse_step(value: Any, i: int, registry: FunctionRegistry) -> StepSpec:
             raise SpecError(f"{where}.tables[{j}]", f"{func} writes no table {table!r} (tables: {offered})")
         if table in tables[:j]:
             raise SpecError(f"{where}.tables[{j}]", f"table {table!r} given twice")
-    return StepSpec(func, memory, tuple(checked.items()), tuple(tables), position=i)
+    return StepSpec(func, memory, tuple(checked.items()), tuple(tables), position=i, fallback=fallback)
 
 
 def _wire_step(step: StepSpec, doc: dict[str, Any], previous: str | None, registry: FunctionRegistry
@@ -492,14 +505,20 @@ def parse_spec(filename: str, data: bytes, registry: FunctionRegistry) -> Pipeli
     resources = _parse_resources(document["resources"]) if document.get("resources") is not None else ()
     if resources and scheduler == "local":
         raise SpecError("resources", "worker resources need a Dask scheduler, not local")
+    resume = document.get("resume", False)
+    if not isinstance(resume, bool):
+        raise SpecError("resume", f"must be true or false, not {resume!r}")
     common: dict[str, Any] = {"name": name, "select": select, "group_by": group_by, "device": device,
-                              "output": str(output), "scheduler": scheduler, "resources": resources}
+                              "output": str(output), "scheduler": scheduler, "resources": resources,
+                              "resume": resume}
+    if document.get("illumination") is not None:
+        common["illumination"] = parse_illumination(document["illumination"])
     if analysis:
         return _parse_analysis_spec(document, steps_doc, common, registry)
     for i, raw in enumerate(steps_doc):
         if isinstance(raw, dict) and "measure" in raw:
             raise SpecError(f"steps[{i}].measure", "measure steps need channels: (an analysis spec)")
-    steps = tuple(_parse_step(s, i, registry) for i, s in enumerate(steps_doc))
+    steps = tuple(_parse_step(s, i, registry, device) for i, s in enumerate(steps_doc))
     for step, raw in zip(steps, steps_doc, strict=True):
         for key in ANALYSIS_STEP_FIELDS:
             if key in raw:
@@ -528,7 +547,7 @@ def _parse_analysis_spec(document: dict[str, Any], steps_doc: list[Any], common:
         if isinstance(raw, dict) and "measure" in raw:
             measures.append(analysis.parse_measure(raw, i))
             continue
-        step = _wire_step(_parse_step(raw, i, registry), raw, previous, registry)
+        step = _wire_step(_parse_step(raw, i, registry, common["device"]), raw, previous, registry)
         steps.append(step)
         previous = step.result
     if not steps:
@@ -580,3 +599,14 @@ def _check_flow(steps: tuple[StepSpec, ...], group_by: tuple[str, ...], registry
 def reduction_of(spec: PipelineSpec, registry: FunctionRegistry) -> str | None:
     """The reduction's name (``max``) if a step collapses the stacked axis."""
     return next((registry.get(s.func).reduces for s in spec.steps if registry.get(s.func).reduces), None)
+
+
+def with_resume(data: bytes, extension: str) -> bytes:
+    """The spec document ``data`` with ``resume: true`` (``hcsfs run --resume``, ``process --resume``)."""
+    document = load_document(data, extension)
+    if not isinstance(document, dict):
+        raise SpecError("spec", "must be a mapping with at least 'steps'")
+    document["resume"] = True
+    if extension == ".json":
+        return json.dumps(document, indent=2).encode()
+    return yaml.safe_dump(document, sort_keys=False, allow_unicode=True).encode()

@@ -15,8 +15,10 @@ from typing import Any
 
 __all__ = ["RunStatus", "STATES", "MAX_ERRORS", "MAX_LOG_LINES"]
 
-STATES = ("queued", "running", "done", "failed", "cancelled")
-FINAL = frozenset({"done", "failed", "cancelled"})
+STATES = ("queued", "running", "done", "failed", "cancelled", "interrupted")
+FINAL = frozenset({"done", "failed", "cancelled", "interrupted"})
+RESUMABLE = frozenset({"cancelled", "interrupted", "failed"})
+"""States a run continues from with ``resume: true`` (``interrupted``: its process died mid-run)."""
 MAX_ERRORS = 1000
 MAX_LOG_LINES = 5000
 
@@ -37,7 +39,7 @@ class RunStatus:
             "name": name, "state": "queued", "done": 0, "total": 0, "errors": [], "device": None,
             "started": None, "finished": None, "output": f"{name}/", "spec": spec_file,
             "output_kind": output, "planes": 0, "fallback": None, "message": None, "field": None,
-            "errors_dropped": 0, "scheduler": None,
+            "errors_dropped": 0, "scheduler": None, "interrupted": None,
         }
         self._log: deque[str] = deque(maxlen=MAX_LOG_LINES)
         self._log_dropped = 0

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 import os
 import threading
@@ -24,7 +25,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from hcsfs.naming import PlaneKey, parse_well, sort_key
+from hcsfs.naming import PlaneKey, parse_name, parse_well, sort_key
 from hcsfs.pipelines.analysis import aggregated_columns, well_columns
 from hcsfs.pipelines.measure import measure_columns
 from hcsfs.pipelines.outputs import KEY_COLUMNS, RunOutput, tables_csv, write_atomic
@@ -57,18 +58,38 @@ def _block(key_values: list[list[Any]], columns: Mapping[str, np.ndarray], order
 
 
 class _Spool:
-    """An append-only file of CSV blocks, one per unit, copied out in unit order at the end."""
+    """An append-only file of CSV blocks, one per unit, copied out in unit order at the end.
 
-    def __init__(self, path: Path) -> None:
+    ``resume``: keep what an interrupted run spooled; blocks of its committed units are indexed again by
+    :meth:`restore`, anything after them (a unit that never committed) is ignored.
+    """
+
+    def __init__(self, path: Path, *, resume: bool = False) -> None:
         self.path = path
-        self._file: IO[bytes] = open(path, "wb")  # noqa: SIM115 - closed by finish()
+        self._file: IO[bytes] = open(path, "ab" if resume else "wb")  # noqa: SIM115 - closed by finish()
         self._index: dict[int, tuple[int, int]] = {}
-        self._offset = 0
+        self._offset = self._file.tell()
 
     def append(self, unit: int, data: bytes) -> None:
         self._file.write(data)
         self._index[unit] = (self._offset, len(data))
         self._offset += len(data)
+
+    def durable(self, unit: int) -> list[int] | None:
+        """Flush and fsync; where ``unit``'s block lies (for the unit journal), ``None`` if it has none."""
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        found = self._index.get(unit)
+        return None if found is None else [found[0], found[1]]
+
+    def restore(self, unit: int, where: list[int] | None) -> bytes:
+        """Index a committed unit's block again; returns the block."""
+        if where is None:
+            return b""
+        self._index[unit] = (int(where[0]), int(where[1]))
+        with open(self.path, "rb") as source:
+            source.seek(int(where[0]))
+            return source.read(int(where[1]))
 
     def rows_written(self) -> int:
         return len(self._index)
@@ -86,9 +107,11 @@ class _Spool:
             os.fsync(out.fileno())
         os.replace(tmp, target)
 
-    def close(self) -> None:
+    def close(self, *, remove: bool) -> None:
+        """Close; ``remove``: delete the spool too (kept after an incomplete run, for resuming it)."""
         self._file.close()
-        self.path.unlink(missing_ok=True)
+        if remove:
+            self.path.unlink(missing_ok=True)
 
 
 def _header(columns: Iterable[str]) -> bytes:
@@ -100,7 +123,8 @@ def _header(columns: Iterable[str]) -> bytes:
 class AnalysisTables:
     """``measure`` tables, ``image.csv`` and ``wells.csv`` of one analysis run."""
 
-    def __init__(self, spec: PipelineSpec, units: list[Unit], folder: Path, output: RunOutput) -> None:
+    def __init__(self, spec: PipelineSpec, units: list[Unit], folder: Path, output: RunOutput, *,
+                 resume: bool = False) -> None:
         self.spec = spec
         self.folder = folder
         self.output = output
@@ -109,8 +133,9 @@ class AnalysisTables:
         self._columns = {m.table: measure_columns(m.features, m.channels) for m in spec.measures}
         self._aggregated = {m.table: aggregated_columns(m) for m in spec.measures}
         self._objects = {m.table: m.objects for m in spec.measures}
-        self._spools = {t: _Spool(folder / f".{t}.spool") for t in self._columns}
-        self._image = _Spool(folder / ".image.spool")
+        self._spools = {t: _Spool(folder / f".{t}.spool", resume=resume) for t in self._columns}
+        self._image = _Spool(folder / ".image.spool", resume=resume)
+        self._values = _Spool(folder / ".values.spool", resume=resume)
         self._image_columns = [
             c for m in spec.measures
             for c in (f"Count_{m.objects}", *(f"{a}_{m.objects}" for a in self._aggregated[m.table]))]
@@ -152,11 +177,55 @@ class AnalysisTables:
                 self.objects += start
             self._add_to_well(unit, table, joined)
         image_text = self._image_block(image_rows)
+        index = outcome.index if outcome is not None else 0
         with self._lock:
             for table, data in blocks.items():
-                self._spools[table].append(outcome.index if outcome is not None else 0, data)
+                self._spools[table].append(index, data)
             if image_text:
-                self._image.append(outcome.index if outcome is not None else 0, image_text)
+                self._image.append(index, image_text)
+            if measurements:
+                self._values.append(index, self._values_block(measurements))
+            self._unit_arrived(unit)
+
+    def _values_block(self, measurements: Mapping[str, list[tuple[PlaneKey, dict[str, np.ndarray]]]]
+                      ) -> bytes:
+        """The values wells.csv summarizes, exactly (float64), for resuming: per table, the object
+        count, then each aggregated column."""
+        parts: list[np.ndarray] = []
+        for table in self._columns:
+            planes = measurements.get(table, [])
+            parts.append(np.asarray([sum(len(c["ObjectNumber"]) for _, c in planes)], dtype=np.float64))
+            for column in self._aggregated[table]:
+                parts += [np.asarray(c[column], dtype=np.float64) for _, c in planes]
+        return np.concatenate(parts).tobytes() if parts else b""
+
+    def commit(self, index: int) -> dict[str, Any]:
+        """Make unit ``index``'s rows durable; what the unit journal records to find them again."""
+        with self._lock:
+            return {"tables": {t: spool.durable(index) for t, spool in self._spools.items()},
+                    "image": self._image.durable(index), "values": self._values.durable(index)}
+
+    def restore(self, unit: Unit, record: Mapping[str, Any]) -> None:
+        """A unit an interrupted run committed: index its rows again and count them into its well."""
+        index = int(record["index"])
+        with self._lock:
+            self._image.restore(index, record.get("image"))
+            for table, where in record.get("tables", {}).items():
+                if table in self._spools:
+                    self._spools[table].restore(index, where)
+            values = np.frombuffer(self._values.restore(index, record.get("values")), dtype=np.float64)
+        position = 0
+        for table in self._columns if values.size else ():
+            count = int(values[position])
+            position += 1
+            columns: dict[str, np.ndarray] = {"ObjectNumber": np.empty(count)}
+            for column in self._aggregated[table]:
+                columns[column] = values[position:position + count]
+                position += count
+            with self._lock:
+                self.objects += count
+            self._add_to_well(unit, table, columns)
+        with self._lock:
             self._unit_arrived(unit)
 
     def _image_block(self, rows: Mapping[tuple[Any, ...], Mapping[str, Any]]) -> bytes:
@@ -199,7 +268,8 @@ class AnalysisTables:
         self.well_rows[well] = row
 
     def finish(self, complete: bool) -> list[str]:
-        """Write the tables if the run completed; returns log lines. Spool files are removed either way."""
+        """Write the tables if the run completed; returns log lines. The spool files are removed then,
+        and kept otherwise (a resumed run continues them)."""
         lines: list[str] = []
         try:
             if not complete:
@@ -228,8 +298,8 @@ class AnalysisTables:
                     self.output.set_table(f"{table}.parquet", write_parquet(self.folder / f"{table}.csv"))
             return lines
         finally:
-            for spool in (*self._spools.values(), self._image):
-                spool.close()
+            for spool in (*self._spools.values(), self._image, self._values):
+                spool.close(remove=complete)
 
 
 def _image_order(key: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -271,17 +341,50 @@ def _key_types() -> dict[str, Any]:
 class LegacyTables:
     """Version-1 ``tables:`` rows, written sorted by plane when the run is done."""
 
-    def __init__(self, spec: PipelineSpec, registry: Any, folder: Path, output: RunOutput) -> None:
+    def __init__(self, spec: PipelineSpec, registry: Any, folder: Path, output: RunOutput, *,
+                 resume: bool = False) -> None:
         self.spec, self.registry, self.folder, self.output = spec, registry, folder, output
         self._rows: dict[str, list[tuple[PlaneKey, dict[str, Any]]]] = {}
+        self._by_unit: dict[int, list[tuple[str, PlaneKey, dict[str, Any]]]] = {}
         self._lock = threading.Lock()
+        folder.mkdir(parents=True, exist_ok=True)
+        self._spool = folder / ".legacy.jsonl"
+        self._saved: dict[int, list[Any]] = {}
+        if resume and self._spool.exists():
+            for line in self._spool.read_bytes().splitlines():
+                try:
+                    record = json.loads(line)
+                    self._saved[int(record["index"])] = record["rows"]
+                except (ValueError, KeyError, TypeError):
+                    continue
+        elif self._spool.exists():
+            self._spool.unlink()
 
     def take(self, outcome: UnitOutcome | None, unit: Unit) -> None:
         if outcome is None or outcome.error is not None:
             return
         with self._lock:
+            self._by_unit[outcome.index] = outcome.legacy_rows
             for table, key, row in outcome.legacy_rows:
                 self._rows.setdefault(table, []).append((key, row))
+
+    def commit(self, index: int) -> dict[str, Any]:
+        """Write unit ``index``'s rows durably (one fsynced JSON line per unit)."""
+        with self._lock:
+            rows = [[table, key.name, row] for table, key, row in self._by_unit.pop(index, [])]
+        line = (json.dumps({"index": index, "rows": rows}, separators=(",", ":")) + "\n").encode()
+        fd = os.open(self._spool, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            os.write(fd, line)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        return {}
+
+    def restore(self, unit: Unit, record: Mapping[str, Any]) -> None:
+        with self._lock:
+            for table, name, row in self._saved.get(int(record["index"]), []):
+                self._rows.setdefault(table, []).append((parse_name(name), row))
 
     def finish(self, complete: bool) -> list[str]:
         lines: list[str] = []
@@ -299,4 +402,5 @@ class LegacyTables:
                 write_atomic(path, data)
                 self.output.set_table(path.name, path)
                 lines.append(f"table {table}.csv: {len(rows)} rows")
+        self._spool.unlink(missing_ok=True)
         return lines

@@ -19,6 +19,7 @@ import numpy as np
 from hcsfs.naming import PlaneKey
 from hcsfs.pipelines.analysis import Graph
 from hcsfs.pipelines.compute import compute_unit
+from hcsfs.pipelines.illumination import Profile, correct_stacks
 from hcsfs.pipelines.registry import FunctionRegistry
 from hcsfs.pipelines.spec import PipelineSpec, StepSpec
 from hcsfs.pipelines.units import Unit, read_unit, result_keys
@@ -56,6 +57,9 @@ class UnitContext:
     """Saved result -> its plane store (``None``: memory output, planes go back to the driver)."""
     gpu_id: int | None = None
     device: str = "cpu"
+    illumination: Mapping[Any, Profile] | None = None
+    """Channel -> its fitted illumination profiles (the spec's ``illumination:``), applied to every plane
+    read, before the first step; ``None``: no correction."""
 
 
 @dataclass(slots=True)
@@ -88,6 +92,8 @@ def process_unit(context: UnitContext, unit: Unit, index: int, *,
     """Compute one unit and store its planes; ``None`` when cancelled. Exceptions are the unit's error."""
     spec, graph = context.spec, context.graph
     stacks = read_unit(context.source, unit)
+    if context.illumination:
+        stacks = correct_stacks(stacks, unit, context.illumination)
     done = compute_unit(context.steps, spec.measures, graph, context.registry, stacks, context.gpu_id,
                         cancelled=cancelled)
     if done is None:
@@ -133,8 +139,14 @@ def _depth(graph: Graph, result: str, stacks: Mapping[str, np.ndarray], results:
 
 
 def _count(labels: np.ndarray) -> int:
-    present = np.unique(labels)
-    return int(np.count_nonzero(present))
+    """Objects in a labels plane: a histogram when the numbers are dense (no sort of the plane)."""
+    flat = labels.ravel()
+    top = int(flat.max()) if flat.size else 0
+    if top <= 0:
+        return 0
+    if top <= 4 * flat.size and flat.min() >= 0:
+        return int(np.count_nonzero(np.bincount(flat, minlength=top + 1)[1:]))
+    return int(np.count_nonzero(np.unique(flat)))
 
 
 def make_stores(spec: PipelineSpec, data: Any, placement: PlanePlacement, *, channel_names: Mapping[int, str],

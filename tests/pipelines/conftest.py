@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import time
 from collections.abc import Callable
@@ -13,9 +14,12 @@ from scipy import ndimage as ndi
 from hcsfs import MemoryPlate, PlaneKey
 from hcsfs import memory as hm
 from hcsfs.pipelines import FunctionRegistry, PipelineManager, default_registry
+from tests.conftest import IN_CI
 
-# pyclesperanto must be initialised before tensorflow (docs/memory.md); torch and jax are reused.
-hm.load_frameworks("numpy", "torch", "jax", "pyclesperanto")
+# pyclesperanto must be initialised before tensorflow (docs/memory.md); torch and jax are reused. Outside
+# CI only those installed: a GPU machine may lack pyclesperanto (make gpu-check runs the cupy cases there).
+hm.load_frameworks(*(name for name in ("numpy", "torch", "jax", "pyclesperanto")
+                     if IN_CI or importlib.util.find_spec(name) is not None))
 
 
 @pytest.fixture(scope="session")

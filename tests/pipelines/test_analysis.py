@@ -320,3 +320,22 @@ output: memory
     dapi = screen_plate(wells=("A01", "A02"), sites=1).read_plane(PlaneKey("A01", 1, 1, 1, 1))
     expected = ndi.gaussian_filter(dapi.astype(np.float32), 1, mode="reflect", truncate=4.0)
     np.testing.assert_allclose(plane, expected, atol=1e-4 * float(np.ptp(expected)))
+
+
+def test_cupy_steps_without_a_cuda_device_fail_before_anything_runs(manager_factory, registry) -> None:
+    from hcsfs.memory.backends import cuda_device_count
+    from hcsfs.pipelines.registry import framework_installed
+    from hcsfs.memory import MemoryType
+
+    if not framework_installed(MemoryType.CUPY):
+        pytest.fail("cupy is a test dependency (requirements/frameworks.txt)")
+    try:
+        if cuda_device_count():
+            pytest.skip("a CUDA device exists here: cupy steps run")
+    except Exception:  # noqa: BLE001 - no driver: no device
+        pass
+    manager = manager_factory(screen_plate(wells=("A01",), sites=1))
+    manager.submit("c.yaml", SCREEN.replace(b"args: {sigma: 2}, as: smooth", b"args: {sigma: 2}, memory: cupy, "
+                                                                          b"as: smooth"))
+    doc = wait_state(manager, "c")
+    assert doc["state"] == "failed" and doc["field"] == "steps[0].memory" and doc["done"] == 0, doc

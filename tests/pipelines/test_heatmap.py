@@ -12,6 +12,7 @@ from PIL import Image
 from hcsfs.errors import PlaneNameError
 from hcsfs.naming import format_well
 from hcsfs.pipelines.heatmap import heatmap_layout, heatmap_png, plate_shape
+from tests.conftest import require
 
 WHITE = (255, 255, 255)
 EMPTY = (224, 224, 224)
@@ -30,7 +31,7 @@ def decode(png: bytes) -> np.ndarray:
 
 def oracle(t: float) -> np.ndarray:
     """matplotlib's viridis colour of ``t`` in 0..255."""
-    cmap = pytest.importorskip("matplotlib").colormaps["viridis"]
+    cmap = require("matplotlib", "the dev extra (make install): the colour oracle").colormaps["viridis"]
     return np.asarray(cmap(t)[:3]) * 255
 
 

@@ -124,7 +124,8 @@ def test_partial_output_is_visible_before_done(manager_factory) -> None:
                               max_workers=1)
     manager.submit("g.yaml", b"steps: [{func: gaussian_filter}, {func: gate}]")
     deadline = time.monotonic() + 20
-    while len(manager.output("g").source.keys()) < 2 and time.monotonic() < deadline:
+    while (len(manager.output("g").source.keys()) < 2 or json.loads(manager.status("g"))["done"] < 1) \
+            and time.monotonic() < deadline:  # planes are published, then the unit commits and counts
         time.sleep(0.01)
     doc = json.loads(manager.status("g"))
     assert doc["state"] == "running" and doc["done"] == 1 and doc["total"] == 3
