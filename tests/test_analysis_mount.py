@@ -22,23 +22,11 @@ import hcsfs
 from hcsfs import MemoryPlate, PlaneKey
 from hcsfs.demo import cells_plane
 from tests.plates import tree_checksums, write_tiff_folder
+from tests.specs import screen_spec
 
 pytestmark = pytest.mark.mount
 
-SCREEN = """\
-channels: {DAPI: 1, GFP: 2}
-steps:
-  - {func: gaussian_filter, input: DAPI, args: {sigma: 2}, as: smooth}
-  - {func: threshold_otsu, input: smooth, as: mask}
-  - {func: label, input: mask, as: nuclei}
-  - {func: expand_labels, input: nuclei, args: {distance: 5}, as: cells}
-  - {measure: [shape, intensity], objects: nuclei, channels: [DAPI, GFP], table: nuclei}
-  - {measure: [intensity], objects: cells, channels: [GFP], table: cells}
-save: [nuclei, cells]
-rois: [nuclei]
-heatmaps: [Count_nuclei, Intensity_MeanIntensity_GFP_nuclei]
-table_format: parquet
-"""
+SCREEN = screen_spec("table_format: parquet")
 WELLS = ("A01", "A02", "B01", "B03")
 
 

@@ -20,18 +20,10 @@ from hcsfs.napari.plate import Montage, PlateLayout, montage_levels, resolver
 from hcsfs.napari.reader import get_reader
 from hcsfs.napari.session import PlateSession
 from tests.plates import imagexpress_folder, memory_plate, plate_keys, write_tiff_folder, zarr_plate
+from tests.specs import screen_spec
 
-SCREEN = """\
-channels: {DAPI: 1, GFP: 2}
-steps:
-  - {func: gaussian_filter, input: DAPI, args: {sigma: 2}, as: smooth}
-  - {func: threshold_otsu, input: smooth, as: mask}
-  - {func: label, input: mask, as: nuclei}
-  - {func: expand_labels, input: nuclei, args: {distance: 5}, as: cells}
-  - {measure: [shape, intensity], objects: nuclei, channels: [DAPI, GFP], table: nuclei}
-  - {measure: [intensity], objects: cells, channels: [GFP], table: cells}
-save: [nuclei, cells]
-"""
+SCREEN = "\n".join(line for line in screen_spec().splitlines()
+                   if not line.startswith(("rois:", "heatmaps:"))) + "\n"
 WELLS = ("A01", "A02", "B01", "B03")
 
 

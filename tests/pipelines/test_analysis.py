@@ -19,21 +19,11 @@ from skimage import filters, measure, segmentation
 from hcsfs import MemoryPlate, PlaneKey
 from hcsfs.errors import SpecError
 from hcsfs.pipelines import parse_spec
+from tests.specs import screen_spec
 
 from .conftest import blobs, wait_state
 
-SCREEN = b"""channels: {DAPI: 1, GFP: 2}
-steps:
-  - {func: gaussian_filter, input: DAPI, args: {sigma: 2}, as: smooth}
-  - {func: threshold_otsu, input: smooth, as: mask}
-  - {func: label, input: mask, as: nuclei}
-  - {func: expand_labels, input: nuclei, args: {distance: 5}, as: cells}
-  - {measure: [shape, intensity], objects: nuclei, channels: [DAPI, GFP], table: nuclei}
-  - {measure: [intensity], objects: cells, channels: [GFP], table: cells}
-save: [nuclei, cells]
-rois: [nuclei]
-heatmaps: [Count_nuclei, Intensity_MeanIntensity_GFP_nuclei]
-"""
+SCREEN = screen_spec().encode()
 WELLS = ("A01", "A02", "B01")
 
 
@@ -323,9 +313,9 @@ output: memory
 
 
 def test_cupy_steps_without_a_cuda_device_fail_before_anything_runs(manager_factory, registry) -> None:
+    from hcsfs.memory import MemoryType
     from hcsfs.memory.backends import cuda_device_count
     from hcsfs.pipelines.registry import framework_installed
-    from hcsfs.memory import MemoryType
 
     if not framework_installed(MemoryType.CUPY):
         pytest.fail("cupy is a test dependency (requirements/frameworks.txt)")
@@ -335,7 +325,7 @@ def test_cupy_steps_without_a_cuda_device_fail_before_anything_runs(manager_fact
     except Exception:  # noqa: BLE001 - no driver: no device
         pass
     manager = manager_factory(screen_plate(wells=("A01",), sites=1))
-    manager.submit("c.yaml", SCREEN.replace(b"args: {sigma: 2}, as: smooth", b"args: {sigma: 2}, memory: cupy, "
-                                                                          b"as: smooth"))
+    cupy = SCREEN.replace(b"args: {sigma: 2}, as: smooth", b"args: {sigma: 2}, memory: cupy, as: smooth")
+    manager.submit("c.yaml", cupy)
     doc = wait_state(manager, "c")
     assert doc["state"] == "failed" and doc["field"] == "steps[0].memory" and doc["done"] == 0, doc
