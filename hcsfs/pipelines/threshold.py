@@ -37,30 +37,28 @@ def integer_cut(low: int, high: int, value: float) -> tuple[int | None, int | No
     return cut, None
 
 
-def _numpy(stack: np.ndarray, value: float) -> np.ndarray:
+def _xp_threshold(xp: Any, stack: Any, value: float) -> Any:
+    """numpy and cupy alike (``xp`` is the array module)."""
     if stack.dtype == np.bool_:
         stack = stack.view(np.uint8)
     if stack.dtype.kind in "iu":
         info = np.iinfo(stack.dtype)
         cut, constant = integer_cut(int(info.min), int(info.max), value)
         if constant is not None:
-            return np.full(stack.shape, constant, np.uint8)
+            return xp.full(stack.shape, constant, np.uint8)
         return (stack > cut).astype(np.uint8)
     return (stack > value).astype(np.uint8)
+
+
+def _numpy(stack: np.ndarray, value: float) -> np.ndarray:
+    result: np.ndarray = _xp_threshold(np, stack, value)
+    return result
 
 
 def _cupy(stack: Any, value: float) -> Any:
     import cupy
 
-    if stack.dtype == np.bool_:
-        stack = stack.view(np.uint8)
-    if stack.dtype.kind in "iu":
-        info = np.iinfo(stack.dtype)
-        cut, constant = integer_cut(int(info.min), int(info.max), value)
-        if constant is not None:
-            return cupy.full(stack.shape, constant, np.uint8)
-        return (stack > cut).astype(np.uint8)
-    return (stack > value).astype(np.uint8)
+    return _xp_threshold(cupy, stack, value)
 
 
 def _torch(stack: Any, value: float) -> Any:
