@@ -4,6 +4,7 @@ shows the traceback)."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,10 @@ class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except BrokenPipeError:  # `hcsfs functions | head`: the reader left, as for any Unix tool
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())  # no second error when Python flushes stdout at exit
+            sys.exit(141)
         except (HcsfsError, OSError) as exc:
             if ctx.obj and ctx.obj.get("debug"):
                 raise

@@ -194,3 +194,10 @@ def test_demo_mounts_a_plate_and_its_pipeline_runs(tmp_path: Path) -> None:
         for mountpoint in (mnt, tmp_path / "mnt" / "ome-zarr"):
             if find_mount(mountpoint) is not None:
                 hcsfs("unmount", mountpoint)
+
+
+def test_a_closed_pipe_is_not_an_error() -> None:
+    """`hcsfs functions | head -1`: no error line when the reader stops early."""
+    done = subprocess.run(f"{sys.executable} -m hcsfs functions | head -1", shell=True, capture_output=True,
+                          text=True, timeout=120)
+    assert done.stdout.startswith("NAME") and "error" not in done.stderr, done.stderr
