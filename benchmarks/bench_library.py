@@ -32,7 +32,6 @@ module; ``HCSFS_BENCH_LIBRARY=WELLSxZxSIZE`` changes the plate (default ``48x4x5
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import subprocess
 import sys
@@ -45,6 +44,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage as ndi
 
+from benchmarks.common import wait_for_run
 from hcsfs import MemoryPlate, PlaneKey
 
 WORKERS = max(1, min(4, os.cpu_count() or 1))
@@ -128,19 +128,6 @@ def baseline(plate: MemoryPlate, workers: int = WORKERS) -> float:
     return time.perf_counter() - started
 
 
-def _wait(read_status: Any, timeout: float = 1800.0, poll: float = 0.05) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            doc = json.loads(read_status())
-        except (OSError, ValueError, KeyError):
-            doc = {"state": "queued"}
-        if doc["state"] in ("done", "failed", "cancelled"):
-            return doc
-        time.sleep(poll)
-    raise TimeoutError("the run did not finish")
-
-
 @contextlib.contextmanager
 def _through_mount(plate: MemoryPlate, workdir: Path) -> Iterator[tuple[Any, str]]:
     """``run(name, spec) -> (seconds, status)`` over a real mount (or the manager where FUSE is missing)."""
@@ -159,7 +146,7 @@ def _through_mount(plate: MemoryPlate, workdir: Path) -> Iterator[tuple[Any, str
             def run(name: str, spec: str) -> tuple[float, dict[str, Any]]:
                 started = time.perf_counter()
                 (control / f"{name}.yaml").write_text(spec)
-                doc = _wait(lambda: (control / f"{name}.status").read_bytes())
+                doc = wait_for_run(lambda: (control / f"{name}.status").read_bytes(), poll=0.05)
                 if doc["state"] != "done":
                     raise RuntimeError(f"run {name}: {doc}")
                 return time.perf_counter() - started, doc
@@ -175,7 +162,7 @@ def _through_mount(plate: MemoryPlate, workdir: Path) -> Iterator[tuple[Any, str
         def run(name: str, spec: str) -> tuple[float, dict[str, Any]]:
             started = time.perf_counter()
             manager.submit(f"{name}.yaml", spec.encode())
-            doc = _wait(lambda: manager.status(name))
+            doc = wait_for_run(lambda: manager.status(name), poll=0.05)
             if doc["state"] != "done":
                 raise RuntimeError(f"run {name}: {doc}")
             return time.perf_counter() - started, doc

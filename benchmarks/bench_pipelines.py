@@ -67,6 +67,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage as ndi
 
+from benchmarks.common import wait_for_run
 from hcsfs import MemoryPlate, PlaneKey
 
 WORKERS = max(1, min(4, os.cpu_count() or 1))
@@ -128,19 +129,6 @@ def baseline(plate: MemoryPlate, workers: int = WORKERS) -> float:
     return time.perf_counter() - started
 
 
-def _wait(read_status: Any, timeout: float = 1800.0, poll: float = 0.01) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            doc = json.loads(read_status())
-        except (OSError, ValueError, KeyError):
-            doc = {"state": "queued"}
-        if doc["state"] in ("done", "failed", "cancelled"):
-            return doc
-        time.sleep(poll)
-    raise TimeoutError("the run did not finish")
-
-
 @contextlib.contextmanager
 def _through_mount(plate: MemoryPlate, workdir: Path) -> Iterator[Any]:
     """A function ``run(name, spec) -> seconds`` over a real mount, or over the manager."""
@@ -163,7 +151,7 @@ def _through_mount(plate: MemoryPlate, workdir: Path) -> Iterator[Any]:
             def run(name: str, spec: str) -> float:
                 started = time.perf_counter()
                 (control / f"{name}.yaml").write_text(spec)
-                doc = _wait(lambda: (control / f"{name}.status").read_bytes())
+                doc = wait_for_run(lambda: (control / f"{name}.status").read_bytes())
                 if doc["state"] != "done":
                     raise RuntimeError(f"run {name}: {doc}")
                 return time.perf_counter() - started
@@ -178,7 +166,7 @@ def _through_mount(plate: MemoryPlate, workdir: Path) -> Iterator[Any]:
             def run(name: str, spec: str) -> float:
                 started = time.perf_counter()
                 manager.submit(f"{name}.yaml", spec.encode())
-                doc = _wait(lambda: manager.status(name))
+                doc = wait_for_run(lambda: manager.status(name))
                 if doc["state"] != "done":
                     raise RuntimeError(f"run {name}: {doc}")
                 return time.perf_counter() - started
@@ -414,7 +402,7 @@ def screen_mount(folder: Path, workdir: Path, name: str, spec: str, timer: Stage
         with _patched(timer) if timer is not None else contextlib.nullcontext():
             started, cpu = time.perf_counter(), time.process_time()
             (control / f"{name}.yaml").write_text(spec)
-            doc = _wait(lambda: (control / f"{name}.status").read_bytes(), poll=0.05)
+            doc = wait_for_run(lambda: (control / f"{name}.status").read_bytes(), poll=0.05)
             seconds = time.perf_counter() - started
             if timer is not None:
                 timer.run_wall, timer.run_cpu = seconds, time.process_time() - cpu

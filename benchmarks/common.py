@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 HCSFS = [sys.executable, "-m", "hcsfs"]
 
@@ -52,3 +53,20 @@ def cli_mount(source: Path, mountpoint: Path, *args: str) -> Iterator[Path]:
         yield mountpoint
     finally:
         subprocess.run([*HCSFS, "unmount", str(mountpoint)], check=True, capture_output=True)
+
+
+def wait_for_run(read_status: Callable[[], bytes], timeout: float = 1800.0, poll: float = 0.01
+                 ) -> dict[str, Any]:
+    """Poll a run's status (``.pipelines/<name>.status`` bytes, or the manager's) until it ends."""
+    import json
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            doc: dict[str, Any] = json.loads(read_status())
+        except (OSError, ValueError, KeyError):
+            doc = {"state": "queued"}
+        if doc["state"] in ("done", "failed", "cancelled", "interrupted"):
+            return doc
+        time.sleep(poll)
+    raise TimeoutError("the run did not finish")

@@ -18,7 +18,7 @@ from typing import Any
 
 from hcsfs.errors import SpecError
 
-__all__ = ["UNITS_FILE", "UnitJournal", "committed_units", "spec_difference"]
+__all__ = ["UNITS_FILE", "UnitJournal", "append_durably", "committed_units", "spec_difference"]
 
 UNITS_FILE = "units.jsonl"
 
@@ -31,17 +31,22 @@ class UnitJournal:
         self._lock = threading.Lock()
 
     def commit(self, record: Mapping[str, Any]) -> None:
-        line = (json.dumps(record, separators=(",", ":")) + "\n").encode()
         with self._lock:
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
-            try:
-                os.write(fd, line)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            append_durably(self.path, record)
 
     def load(self) -> dict[str, dict[str, Any]]:
         return committed_units(self.path.parent)
+
+
+def append_durably(path: Path, record: Mapping[str, Any]) -> None:
+    """Append ``record`` as one JSON line to ``path`` and fsync it (one write: a crash tears at most it)."""
+    line = (json.dumps(record, separators=(",", ":")) + "\n").encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        os.write(fd, line)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def committed_units(folder: Path) -> dict[str, dict[str, Any]]:

@@ -27,6 +27,7 @@ import numpy as np
 
 from hcsfs.naming import PlaneKey, parse_name, parse_well, sort_key
 from hcsfs.pipelines.analysis import aggregated_columns, well_columns
+from hcsfs.pipelines.journal import append_durably
 from hcsfs.pipelines.measure import measure_columns
 from hcsfs.pipelines.outputs import KEY_COLUMNS, RunOutput, tables_csv, write_atomic
 from hcsfs.pipelines.spec import PipelineSpec
@@ -372,13 +373,7 @@ class LegacyTables:
         """Write unit ``index``'s rows durably (one fsynced JSON line per unit)."""
         with self._lock:
             rows = [[table, key.name, row] for table, key, row in self._by_unit.pop(index, [])]
-        line = (json.dumps({"index": index, "rows": rows}, separators=(",", ":")) + "\n").encode()
-        fd = os.open(self._spool, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        try:
-            os.write(fd, line)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        append_durably(self._spool, {"index": index, "rows": rows})
         return {}
 
     def restore(self, unit: Unit, record: Mapping[str, Any]) -> None:
