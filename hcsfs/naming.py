@@ -118,6 +118,9 @@ def _fmt(value: Index, width: int) -> str:
 
 def format_name(key: PlaneKey) -> str:
     """The canonical flat name of ``key``."""
+    site, channel, z, t = key.site, key.channel, key.z, key.t
+    if type(site) is int and type(channel) is int and type(z) is int and type(t) is int:
+        return f"{key.well}_s{site:03d}_w{channel}_z{z:03d}_t{t:03d}.tif"  # the common case, at once
     return (
         f"{key.well}_s{_fmt(key.site, 3)}_w{_fmt(key.channel, 1)}"
         f"_z{_fmt(key.z, 3)}_t{_fmt(key.t, 3)}.tif"

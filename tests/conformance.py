@@ -11,20 +11,72 @@ import pytest
 from hcsfs.errors import PlaneNotFoundError
 from hcsfs.naming import PlaneKey, sort_key
 from hcsfs.sources.base import PlaneInfo, PlateSource, plate_summary
+from hcsfs.sources.views import SelectedSource, WellIndex, WellSource, parse_selection
+
+
+CAPABILITIES = ("blocking_info", "caches_planes", "planes_in_memory", "frozen")
 
 
 class SourceConformance:
     def test_declared_fast_paths_agree_with_info(
         self, source: PlateSource, expected: dict[PlaneKey, np.ndarray]
     ) -> None:
-        """``info_ready`` (metadata known, no I/O) answers None or exactly what ``info`` says."""
-        ready = getattr(source, "info_ready", None)
+        """``info_ready`` (metadata known, no I/O) answers None or exactly what ``info`` says; a source
+        whose ``info`` does no I/O answers every plane at once."""
+        for flag in CAPABILITIES:
+            assert isinstance(getattr(source, flag), bool), flag  # declared, not guessed
         for key in expected:
             info = source.info(key)
-            answer = ready(key) if ready is not None else None
+            answer = source.info_ready(key)
             assert answer is None or answer == info
-        for flag in ("planes_in_memory", "caches_planes"):
-            assert isinstance(getattr(source, flag, False), bool)
+            if not source.blocking_info:
+                assert answer == info
+
+    def test_listed_sizes_and_times_are_those_of_info(
+        self, source: PlateSource, expected: dict[PlaneKey, np.ndarray]
+    ) -> None:
+        """What a listing shows of each plane (``listed``, the fast path) is what ``info`` says."""
+        listed = list(source.listed())
+        assert [key for key, _, _ in listed] == sorted(expected, key=sort_key)
+        for key, size, mtime_ns in listed:
+            info = source.info(key)
+            assert (size, mtime_ns) == (info.size, info.mtime_ns), key
+
+    def test_wells_and_well_keys_agree_with_keys(
+        self, source: PlateSource, expected: dict[PlaneKey, np.ndarray]
+    ) -> None:
+        ordered = sorted(expected, key=sort_key)
+        wells = source.wells()
+        if wells is not None:
+            assert sorted(wells, key=lambda w: sort_key(PlaneKey(w))) == sorted(
+                {k.well for k in expected}, key=lambda w: sort_key(PlaneKey(w)))
+        for well in {k.well for k in expected}:
+            assert list(source.well_keys(well)) == [k for k in ordered if k.well == well]
+
+    def test_views_forward_every_capability(
+        self, source: PlateSource, expected: dict[PlaneKey, np.ndarray]
+    ) -> None:
+        """``--select`` and ``/.by-well/`` views declare what their source declares and answer its
+        fast path inside the view (issue 14: views used to drop them)."""
+        first = min(expected, key=sort_key)
+        views = [SelectedSource(source, parse_selection([f"well={first.well}"])),
+                 WellSource(source, WellIndex(source), first.well)]
+        inside = [k for k in sorted(expected, key=sort_key) if k.well == first.well]
+        outside = [k for k in expected if k.well != first.well]
+        for key in inside:
+            source.info(key)  # metadata read: a source that keeps it answers info_ready from now on
+        for view in views:
+            assert isinstance(view, PlateSource)
+            for flag in CAPABILITIES:
+                assert getattr(view, flag) == getattr(source, flag), (type(view).__name__, flag)
+            assert list(view.keys()) == inside
+            assert list(view.listed()) == [e for e in source.listed() if e[0].well == first.well]
+            for key in inside:
+                assert view.info_ready(key) == source.info_ready(key)
+            for key in outside[:3]:
+                assert view.info_ready(key) is None
+                with pytest.raises(PlaneNotFoundError):
+                    view.info(key)
 
     def test_is_a_plate_source(self, source: PlateSource) -> None:
         assert isinstance(source, PlateSource)

@@ -38,8 +38,10 @@ def test_views_forward_the_source_capabilities(tmp_path: Path) -> None:
     plate = memory_plate()
     keys = list(plate.keys())
     selected = SelectedSource(plate, parse_selection([f"well={keys[0].well}"]))
-    assert selected.planes_in_memory and not hasattr(plate, "info_ready")
-    assert selected.info_ready(keys[0]) is None  # the memory plate has no info_ready: nothing to forward
+    assert selected.planes_in_memory and selected.caches_planes and selected.frozen
+    assert selected.info_ready(keys[0]) == plate.info(keys[0])  # in memory: known without I/O
+    outside = next(k for k in keys if k.well != keys[0].well)
+    assert plate.info_ready(outside) is not None and selected.info_ready(outside) is None
     from hcsfs.sources.tiffdir import TiffFolderSource
 
     folder = TiffFolderSource(write_tiff_folder(tmp_path / "plate", plate))

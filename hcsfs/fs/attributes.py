@@ -1,4 +1,8 @@
-"""``EntryAttributes`` for the mount's nodes: modes, sizes, times and cache timeouts."""
+"""The attributes of the mount's nodes: modes, owners, sizes, times and cache timeouts.
+
+Plain values (no FUSE): the virtual tree answers with :class:`Attributes`, and the pyfuse3 adapter
+copies them into the kernel's ``EntryAttributes`` together with the node's inode number.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +10,30 @@ import os
 import stat
 import time
 from dataclasses import dataclass
+from typing import NamedTuple
 
-import pyfuse3
-
-__all__ = ["AttributePolicy"]
+__all__ = ["Attributes", "AttributePolicy", "BLOCK_SIZE"]
 
 BLOCK_SIZE = 1 << 20
+
+
+class Attributes(NamedTuple):
+    """What ``stat`` shows of a node, and how long the kernel may keep it (seconds); no inode, so one
+    value serves every plane of the same size and time."""
+
+    mode: int
+    nlink: int
+    size: int
+    time_ns: int
+    """atime, mtime and ctime."""
+    uid: int
+    gid: int
+    timeout: float
+    """Entry and attribute timeout."""
+
+    @property
+    def is_directory(self) -> bool:
+        return stat.S_ISDIR(self.mode)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,41 +64,23 @@ class AttributePolicy:
                    umask=0o022 if umask is None else umask & 0o777, owner_uid=owner_uid,
                    owner_gid=owner_gid)
 
-    def _base(self, inode: int, mode: int, timeout: float, writable: bool = False) -> pyfuse3.EntryAttributes:
-        attrs = pyfuse3.EntryAttributes()
-        attrs.st_ino = inode
+    def _attributes(self, mode: int, nlink: int, size: int, time_ns: int, timeout: float,
+                    writable: bool) -> Attributes:
         if writable:  # the owner's: writable by the owner only, readable as the umask allows
-            attrs.st_mode = (mode & ~0o7777) | 0o600 | (mode & 0o7777 & 0o155 & ~self.umask)
-            attrs.st_uid = self.uid if self.owner_uid is None else self.owner_uid
-            attrs.st_gid = self.gid if self.owner_gid is None else self.owner_gid
-        else:
-            attrs.st_mode = mode & ~(self.umask & 0o777)
-            attrs.st_uid = self.uid
-            attrs.st_gid = self.gid
-        attrs.st_blksize = BLOCK_SIZE
-        attrs.entry_timeout = timeout
-        attrs.attr_timeout = timeout
-        return attrs
+            mode = (mode & ~0o7777) | 0o600 | (mode & 0o7777 & 0o155 & ~self.umask)
+            uid = self.uid if self.owner_uid is None else self.owner_uid
+            gid = self.gid if self.owner_gid is None else self.owner_gid
+            return Attributes(mode, nlink, size, time_ns, uid, gid, timeout)
+        return Attributes(mode & ~(self.umask & 0o777), nlink, size, time_ns, self.uid, self.gid, timeout)
 
-    def directory(
-        self, inode: int, subdirectories: int = 0, *, writable: bool = False
-    ) -> pyfuse3.EntryAttributes:
+    def directory(self, subdirectories: int = 0, *, writable: bool = False) -> Attributes:
         mode = 0o755 if writable else 0o555  # writable by the mount's owner only
-        attrs = self._base(inode, stat.S_IFDIR | mode, self.dynamic_timeout, writable)
-        attrs.st_nlink = 2 + subdirectories
-        attrs.st_size = 0
-        attrs.st_atime_ns = attrs.st_mtime_ns = attrs.st_ctime_ns = self.mount_time_ns
-        return attrs
+        return self._attributes(stat.S_IFDIR | mode, 2 + subdirectories, 0, self.mount_time_ns,
+                                self.dynamic_timeout, writable)
 
-    def file(
-        self, inode: int, size: int, mtime_ns: int | None = None, *, immutable: bool = True,
-        writable: bool = False,
-    ) -> pyfuse3.EntryAttributes:
+    def file(self, size: int, mtime_ns: int | None = None, *, immutable: bool = True,
+             writable: bool = False) -> Attributes:
         timeout = self.immutable_timeout if immutable else self.dynamic_timeout
-        attrs = self._base(inode, stat.S_IFREG | (0o644 if writable else 0o444), timeout, writable)
-        attrs.st_nlink = 1
-        attrs.st_size = size
-        attrs.st_blocks = -(-size // 512)
         mtime = (self.mount_time_ns if immutable else time.time_ns()) if mtime_ns is None else mtime_ns
-        attrs.st_atime_ns = attrs.st_mtime_ns = attrs.st_ctime_ns = mtime
-        return attrs
+        return self._attributes(stat.S_IFREG | (0o644 if writable else 0o444), 1, size, mtime, timeout,
+                                writable)

@@ -15,6 +15,7 @@ from typing import Any, ParamSpec, TypeVar
 import pyfuse3
 
 from hcsfs.errors import HcsfsError, PlaneGoneError, PlaneNotFoundError, PlaneReadError, SpecError
+from hcsfs.fs.answers import Refusal
 
 __all__ = ["fuse_errors", "errno_for"]
 
@@ -50,6 +51,8 @@ def fuse_errors(
             return await handler(*args, **kwargs)
         except pyfuse3.FUSEError:
             raise
+        except Refusal as exc:  # an expected "no": not worth a log line
+            raise pyfuse3.FUSEError(exc.errno or errno.EIO) from None
         except PlaneGoneError as exc:
             log.warning("%s: %s", handler.__name__, exc)
             raise pyfuse3.FUSEError(errno.ENOENT) from None

@@ -29,6 +29,7 @@ from hcsfs.cache import DEFAULT_CACHE_BYTES, parse_byte_size
 from hcsfs.errors import MountError
 from hcsfs.fs.mounttable import MountState, find_mount, probe_mountpoint, unmount
 from hcsfs.fs.operations import PlateOperations
+from hcsfs.fs.vtree import VirtualTree
 from hcsfs.options import S3_OPTIONS, SOURCE_OPTIONS
 from hcsfs.sources import PlateSource, open_plate
 from hcsfs.sources.views import SelectedSource, parse_selection
@@ -177,17 +178,18 @@ class MountSession:
                 faulthandler.register(signal.SIGUSR1, all_threads=True)
             with contextlib.ExitStack() as cleanup:
                 self.manager = self._pipeline_manager(cleanup)
-                self.operations = PlateOperations(
+                tree = VirtualTree(
                     self.source, cache_bytes=self.options.cache_bytes, xattrs=self.options.xattrs,
                     manager=self.manager, uid=self.options.uid, gid=self.options.gid,
                     umask=self.options.umask, mountpoint=self.mountpoint)
+                self.operations = PlateOperations(tree)
                 try:
                     pyfuse3.init(self.operations, str(self.mountpoint), self.options.fuse_options())
                 except RuntimeError as exc:
                     raise MountError(f"cannot mount on {self.mountpoint}: {exc}") from exc
                 log.info("mounted %s (%s) on %s", self.source.describe().source,
                          self.source.format_name, self.mountpoint)
-                invalidator = self.operations.invalidator
+                invalidator = tree.invalidator
                 try:
                     if invalidator is not None:
                         invalidator.start()
@@ -199,7 +201,7 @@ class MountSession:
                         invalidator.stop()
                     if self.manager is not None:
                         self.manager.close()
-                    self.operations.prefetcher.close()
+                    tree.close()
                     pyfuse3.close(unmount=True)
                     self._clear_dead_mount()
                     log.info("unmounted %s", self.mountpoint)
@@ -232,7 +234,7 @@ class MountSession:
         use_models(registry, self.options.models)
 
         def changed(run: str) -> None:
-            control = self.operations.control if self.operations is not None else None
+            control = self.operations.tree.control if self.operations is not None else None
             if control is not None:
                 control.run_changed(run)
 

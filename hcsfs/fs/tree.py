@@ -36,15 +36,15 @@ _FIELDS = (("row", 10), ("column", 10), ("site", 10), ("channel", 8), ("z", 10),
 
 
 def _pack(key: PlaneKey) -> int | None:
-    """The key as a 58-bit number, or None when a field does not fit (or is a reduction name)."""
+    """The key as a 58-bit number, or None when a field does not fit (or is a reduction name).
+    Unrolled for the field widths of ``_FIELDS``: listings pack every plane they show."""
     row, column = parse_well(key.well)
-    values = (row, column, key.site, key.channel, key.z, key.t)
-    packed = 0
-    for value, (_, bits) in zip(values, _FIELDS, strict=True):
-        if not isinstance(value, int) or value >= 1 << bits:
-            return None
-        packed = (packed << bits) | value
-    return packed
+    site, channel, z, t = key.site, key.channel, key.z, key.t
+    if (type(site) is not int or type(channel) is not int or type(z) is not int or type(t) is not int
+            or row >= 1 << 10 or column >= 1 << 10 or site >= 1 << 10 or channel >= 1 << 8
+            or z >= 1 << 10 or t >= 1 << 10):
+        return None
+    return (((((row << 10 | column) << 10 | site) << 8 | channel) << 10 | z) << 10) | t
 
 
 def _unpack(packed: int) -> PlaneKey:

@@ -30,7 +30,7 @@ import numpy as np
 from hcsfs.errors import HcsfsError, PlaneNameError, PlaneNotFoundError
 from hcsfs.naming import PlaneKey, format_well, parse_name, parse_well, sort_key
 from hcsfs.overview import SITE_GAP, WELL_GAP, OverviewGeometry, overview_geometry
-from hcsfs.sources.base import PlaneInfo, PlateDescription
+from hcsfs.sources.base import PlaneInfo, PlateDescription, SourceDefaults
 from hcsfs.sources.tiffprobe import read_tiff_format, read_tiff_plane
 
 if TYPE_CHECKING:
@@ -57,7 +57,7 @@ def is_mount_root(path: Path) -> bool:
     return (path / ".hcsfs" / "plate.json").is_file()
 
 
-class FlatFolder:
+class FlatFolder(SourceDefaults):
     """The planes of one folder of a mount (its root or a run's result folder), read as files.
 
     Lists the folder once, names only, and leaves out what is not a plane name (run folders, hidden

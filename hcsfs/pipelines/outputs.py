@@ -23,7 +23,7 @@ import numpy as np
 from hcsfs.errors import PlaneNotFoundError, PlaneReadError
 from hcsfs.naming import PlaneKey, parse_name, sort_key
 from hcsfs.sinks.zarr_planes import ZarrArrayCache
-from hcsfs.sources.base import PlaneInfo, PlateDescription
+from hcsfs.sources.base import PlaneInfo, PlateDescription, SourceDefaults
 from hcsfs.tiff import plan_tiff
 
 __all__ = ["OutputPlate", "RunOutput", "load_output", "tables_csv", "KEY_COLUMNS"]
@@ -35,11 +35,13 @@ FILE_FOLDERS = ("rois", "heatmaps", "illumination")
 """Folders of complete files in a run (ROI sets, heatmap pictures, illumination profiles)."""
 
 
-class OutputPlate:
+class OutputPlate(SourceDefaults):
     """The published planes of one run: keys grow while it runs; planes are read lazily."""
 
     format_name = "pipeline"
     blocking_info = False
+    frozen = False
+    """Written while mounted: a run publishes and replaces planes."""
 
     def __init__(self, name: str, *, pixel_size_um: float | None = None,
                  channel_names: Mapping[int, str] | None = None) -> None:

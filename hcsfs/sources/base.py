@@ -3,16 +3,22 @@
 A source is synchronous and cheap to open: listing keys may touch the plate's index, but ``info`` and
 ``read_plane`` of one plane touch only that plane (the FUSE layer calls them from worker threads when
 ``blocking_info`` says they do I/O).
+
+A source *declares* its fast paths (metadata already known, planes held in memory, a decoded-data cache
+of its own, frozen while mounted, per-well listing) as members of :class:`PlateSource`; the mount and
+every view over a source read those members, never ``getattr`` guesses. :class:`SourceDefaults` gives
+the conservative defaults: inherit it and override what holds for the format.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import logging
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from hcsfs.errors import HcsfsError
+from hcsfs.errors import HcsfsError, NotAPlaneError, PlaneNotFoundError, PlaneReadError
 from hcsfs.naming import PlaneKey, parse_well
 
 if TYPE_CHECKING:
@@ -20,7 +26,13 @@ if TYPE_CHECKING:
 
     from hcsfs.tiff import TiffLayout
 
-__all__ = ["PlaneInfo", "PlateDescription", "PlateSource", "plate_summary"]
+__all__ = ["Listed", "PlaneInfo", "PlateDescription", "PlateSource", "SourceDefaults", "plate_summary"]
+
+
+log = logging.getLogger("hcsfs.sources")
+
+Listed = tuple[PlaneKey, int, "int | None"]
+"""A plane as a listing shows it: key, size of the served file, modification time (ns)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +78,14 @@ class PlateSource(Protocol):
     format_name: str
     blocking_info: bool
     """Whether :meth:`info` does I/O (then callers on an event loop use a worker thread)."""
+    caches_planes: bool
+    """Keeps decoded data itself (in RAM, or a chunk cache that got the ``--cache-size`` budget): the
+    mount adds no plane cache of its own, which would hold the same pixels twice."""
+    planes_in_memory: bool
+    """Planes are already decoded in RAM: nothing to decode ahead of a reader."""
+    frozen: bool
+    """Its planes do not change while mounted (the plate itself; not a run's outputs): a passed-through
+    file whose status changed after the mount began is refused rather than served mixed."""
 
     def keys(self) -> Iterable[PlaneKey]:
         """All plane keys, in natural plate order."""
@@ -75,12 +95,29 @@ class PlateSource(Protocol):
         """One plane's info; raises :class:`~hcsfs.errors.PlaneNotFoundError`."""
         ...
 
+    def info_ready(self, key: PlaneKey) -> PlaneInfo | None:
+        """:meth:`info` when it is known without I/O (metadata already read; it may raise as ``info``
+        does), else ``None`` ("ask ``info``"): the mount then answers without a worker-thread trip."""
+        ...
+
+    def listed(self) -> Iterable[Listed]:
+        """Every plane as ``(key, size, mtime_ns)`` in :meth:`keys` order, for listings: the sizes and
+        times :meth:`info` gives, without building each plane's info where the format knows them per
+        field. A plane whose metadata cannot be read is listed with size 0 and time ``None`` (opening
+        it reports why); a key that is not a plane is left out."""
+        ...
+
+    def wells(self) -> Sequence[str] | None:
+        """The plate's wells from its own index, or ``None`` when only a pass over :meth:`keys` tells."""
+        ...
+
+    def well_keys(self, well: str) -> Iterable[PlaneKey]:
+        """One well's keys in natural order (from the source's own index where :meth:`wells` has one)."""
+        ...
+
     def read_plane(self, key: PlaneKey) -> np.ndarray:
         """One plane's pixels as a 2-D array; raises ``PlaneNotFoundError``/``PlaneReadError``."""
         ...
-
-    # Optional: ``info_ready(key) -> PlaneInfo | None`` answers without I/O when it can (metadata
-    # already read), so the mount skips a trip to a worker thread; None means "ask info()".
 
     def plane_format(self, key: PlaneKey) -> tuple[tuple[int, int], str, float | None]:
         """``(shape, dtype, pixel_size_um)`` of one plane, reading no more than its header."""
@@ -92,6 +129,44 @@ class PlateSource(Protocol):
 
     def close(self) -> None:
         ...
+
+
+class SourceDefaults:
+    """The optional members of :class:`PlateSource` at their conservative values: metadata needs I/O,
+    no cache or planes of its own, frozen while mounted, no well index."""
+
+    blocking_info: bool = True
+    caches_planes: bool = False
+    planes_in_memory: bool = False
+    frozen: bool = True
+
+    def keys(self) -> Iterable[PlaneKey]:
+        raise NotImplementedError
+
+    def info(self, key: PlaneKey) -> PlaneInfo:
+        raise NotImplementedError
+
+    def info_ready(self, key: PlaneKey) -> PlaneInfo | None:
+        """A source whose ``info`` does no I/O answers every plane now; others have nothing ready."""
+        return None if self.blocking_info else self.info(key)
+
+    def listed(self) -> Iterator[Listed]:
+        for key in self.keys():
+            try:
+                info = self.info(key)
+            except (NotAPlaneError, PlaneNotFoundError):
+                continue  # not a plane, or gone since the listing began (a replaced run's outputs)
+            except PlaneReadError as exc:
+                log.warning("%s", exc)
+                yield key, 0, None
+                continue
+            yield key, info.size, info.mtime_ns
+
+    def wells(self) -> Sequence[str] | None:
+        return None
+
+    def well_keys(self, well: str) -> Iterable[PlaneKey]:
+        return [key for key in self.keys() if key.well == well]
 
 
 _FORMAT_TRIES = 8

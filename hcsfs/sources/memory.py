@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from hcsfs.errors import PlaneNotFoundError
 from hcsfs.naming import PlaneKey, parse_name, sort_key
-from hcsfs.sources.base import PlaneInfo, PlateDescription
+from hcsfs.sources.base import Listed, PlaneInfo, PlateDescription, SourceDefaults
 from hcsfs.tiff import plan_tiff
 
 if TYPE_CHECKING:
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 __all__ = ["MemoryPlate"]
 
 
-class MemoryPlate:
+class MemoryPlate(SourceDefaults):
     """A plate whose planes are numpy arrays in memory."""
 
     format_name = "memory"
@@ -78,6 +78,14 @@ class MemoryPlate:
             if self._sorted is None:
                 self._sorted = sorted(self._planes, key=sort_key)
             return self._sorted
+
+    def listed(self) -> Iterator[Listed]:
+        """Sizes and times straight from the stored layouts (no info built per plane)."""
+        planes = self._planes
+        for key in self.keys():
+            entry = planes.get(key)
+            if entry is not None:
+                yield key, entry[1].size, entry[2]
 
     def _get(self, key: PlaneKey) -> tuple[np.ndarray, TiffLayout, int]:
         try:

@@ -16,7 +16,7 @@ import numpy as np
 
 from hcsfs.errors import NotAPlaneError, PlaneNameError, PlaneNotFoundError, PlaneReadError
 from hcsfs.naming import PlaneKey, parse_name, sort_key
-from hcsfs.sources.base import PlaneInfo, PlateDescription
+from hcsfs.sources.base import PlaneInfo, PlateDescription, SourceDefaults
 from hcsfs.sources.tiffprobe import TIFF_MAGICS, read_tiff_format, read_tiff_plane
 
 __all__ = ["TiffFolderSource", "can_open"]
@@ -38,7 +38,7 @@ def can_open(path: Path) -> bool:
     return False
 
 
-class TiffFolderSource:
+class TiffFolderSource(SourceDefaults):
     """Passthrough of ``<folder>/<flat name>.tif`` files."""
 
     format_name = "tiff-folder"

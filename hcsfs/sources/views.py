@@ -10,19 +10,20 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from hcsfs.errors import PlaneNotFoundError
 from hcsfs.naming import PlaneKey, parse_well
+from hcsfs.sources.base import Listed, SourceDefaults
 
 if TYPE_CHECKING:
     import numpy as np
 
     from hcsfs.sources.base import PlaneInfo, PlateDescription, PlateSource
 
-__all__ = ["Selection", "parse_selection", "SelectedSource", "WellIndex", "WellSource"]
+__all__ = ["Selection", "parse_selection", "SourceView", "SelectedSource", "WellIndex", "WellSource"]
 
 _AXES = ("well", "site", "channel", "z", "t")
 
@@ -87,32 +88,37 @@ def parse_selection(terms: Iterable[str]) -> Selection:
     return Selection(tuple((axis, frozenset(v)) for axis, v in sorted(allowed.items())))
 
 
-class SelectedSource:
-    """Only the planes of ``source`` inside ``selection``."""
+class SourceView(SourceDefaults):
+    """A view of a source that shows some of its planes (``allows``) and forwards everything else,
+    declared capabilities included: a plane opened through a view takes the same fast path as through
+    the source itself (no worker-thread trip when its metadata is known, no second plane cache)."""
 
-    def __init__(self, source: PlateSource, selection: Selection) -> None:
+    def __init__(self, source: PlateSource) -> None:
         self.source = source
-        self.selection = selection
         self.format_name = source.format_name
         self.blocking_info = source.blocking_info
-        # Declared capabilities are forwarded, so a plane opened through a view takes the same fast
-        # path as through the source itself (no worker-thread trip when its metadata is known).
-        self.caches_planes = bool(getattr(source, "caches_planes", False))
-        self.planes_in_memory = bool(getattr(source, "planes_in_memory", False))
-        self._info_ready = getattr(source, "info_ready", None)
+        self.caches_planes = source.caches_planes
+        self.planes_in_memory = source.planes_in_memory
+        self.frozen = source.frozen
 
-    def info_ready(self, key: PlaneKey) -> PlaneInfo | None:
-        """The source's metadata-already-known answer (``None`` when it would need I/O)."""
-        if self._info_ready is None or key not in self.selection:
-            return None
-        return self._info_ready(key)  # type: ignore[no-any-return]
+    def allows(self, key: PlaneKey) -> bool:
+        return True
+
+    def why_not(self, key: PlaneKey) -> str:
+        return f"{key.name}: not in this view"
 
     def _check(self, key: PlaneKey) -> None:
-        if key not in self.selection:
-            raise PlaneNotFoundError(f"{key.name}: outside the mount's --select")
+        if not self.allows(key):
+            raise PlaneNotFoundError(self.why_not(key))
 
     def keys(self) -> Iterator[PlaneKey]:
-        return (key for key in self.source.keys() if key in self.selection)
+        return (key for key in self.source.keys() if self.allows(key))
+
+    def info_ready(self, key: PlaneKey) -> PlaneInfo | None:
+        return self.source.info_ready(key) if self.allows(key) else None
+
+    def listed(self) -> Iterator[Listed]:
+        return (entry for entry in self.source.listed() if self.allows(entry[0]))
 
     def info(self, key: PlaneKey) -> PlaneInfo:
         self._check(key)
@@ -126,16 +132,43 @@ class SelectedSource:
         return self.source.plane_format(key)
 
     def describe(self) -> PlateDescription:
-        description = self.source.describe()
-        description.extra = {**description.extra, "selection": self.selection.describe()}
-        return description
+        return self.source.describe()
 
     def close(self) -> None:
         self.source.close()
 
 
+class SelectedSource(SourceView):
+    """Only the planes of ``source`` inside ``selection``."""
+
+    def __init__(self, source: PlateSource, selection: Selection) -> None:
+        super().__init__(source)
+        self.selection = selection
+
+    def allows(self, key: PlaneKey) -> bool:
+        return key in self.selection
+
+    def why_not(self, key: PlaneKey) -> str:
+        return f"{key.name}: outside the mount's --select"
+
+    def wells(self) -> Sequence[str] | None:
+        wells = self.source.wells()
+        allowed = dict(self.selection.allowed).get("well")
+        return None if wells is None else [w for w in wells if allowed is None or w in allowed]
+
+    def well_keys(self, well: str) -> Iterable[PlaneKey]:
+        if self.source.wells() is None:
+            return super().well_keys(well)
+        return [key for key in self.source.well_keys(well) if key in self.selection]
+
+    def describe(self) -> PlateDescription:
+        description = self.source.describe()
+        description.extra = {**description.extra, "selection": self.selection.describe()}
+        return description
+
+
 class WellIndex:
-    """The plate's wells and each well's keys, from the source's own lists or one pass over keys."""
+    """The plate's wells and each well's keys, from the source's own index or one pass over its keys."""
 
     def __init__(self, source: PlateSource) -> None:
         self.source = source
@@ -152,24 +185,37 @@ class WellIndex:
             return self._by_well
 
     def wells(self) -> list[str]:
-        own = getattr(self.source, "wells", None)
-        wells = own() if callable(own) else list(self._index())
-        return sorted(wells, key=parse_well)
+        own = self.source.wells()
+        return sorted(own if own is not None else self._index(), key=parse_well)
 
     def keys(self, well: str) -> Iterable[PlaneKey]:
-        own = getattr(self.source, "well_keys", None)
-        if callable(own):
-            return own(well)  # type: ignore[no-any-return]
+        if self.source.wells() is not None:
+            return self.source.well_keys(well)
         return self._index().get(well, [])
 
 
-class WellSource(SelectedSource):
+class WellSource(SourceView):
     """The planes of one well (``/.by-well/A01/``)."""
 
     def __init__(self, source: PlateSource, index: WellIndex, well: str) -> None:
-        super().__init__(source, Selection((("well", frozenset({well})),)))
+        super().__init__(source)
         self.index = index
         self.well = well
 
+    def allows(self, key: PlaneKey) -> bool:
+        return key.well == self.well
+
+    def why_not(self, key: PlaneKey) -> str:
+        return f"{key.name}: not in well {self.well}"
+
     def keys(self) -> Iterator[PlaneKey]:
         return iter(self.index.keys(self.well))
+
+    def listed(self) -> Iterator[Listed]:
+        return SourceDefaults.listed(self)  # the well's own keys, not a pass over the whole plate
+
+    def wells(self) -> Sequence[str] | None:
+        return [self.well]
+
+    def well_keys(self, well: str) -> Iterable[PlaneKey]:
+        return self.keys() if well == self.well else []

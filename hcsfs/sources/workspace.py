@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from hcsfs.errors import PlaneGoneError, PlaneNotFoundError, PlaneReadError, PlateCollisionError
 from hcsfs.naming import PlaneKey, sort_key
-from hcsfs.sources.base import PlaneInfo, PlateDescription
+from hcsfs.sources.base import PlaneInfo, PlateDescription, SourceDefaults
 from hcsfs.sources.tiffprobe import probe_channel_name, read_tiff_format, read_tiff_plane
 
 if TYPE_CHECKING:
@@ -106,7 +106,7 @@ def _fast_sort_key(keys: Iterable[PlaneKey]) -> Callable[[PlaneKey], tuple[objec
     return order
 
 
-class PassthroughSource:
+class PassthroughSource(SourceDefaults):
     """Serves a :class:`Workspace` by passing the instrument's TIFF files through unchanged.
 
     Subclasses set ``format_name`` and call ``__init__`` with the built workspace, the channel names

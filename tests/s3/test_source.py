@@ -5,17 +5,19 @@ from __future__ import annotations
 
 import errno
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import hcsfs
-from hcsfs import MemoryPlate
+from hcsfs import MemoryPlate, PlaneKey
 from hcsfs.convert import convert_plate
 from hcsfs.errors import OutputExistsError, PlaneReadError, PlateFormatError
 from hcsfs.sources.omezarr import OmeZarrPlateSource
 from hcsfs.sources.omezarr.remote import S3Bucket
+from tests.conformance import SourceConformance
 from tests.s3.conftest import S3
 
 pytestmark = pytest.mark.timeout(120)
@@ -28,6 +30,22 @@ def _same(source: object, plate: MemoryPlate) -> None:
     assert keys == plate.keys()
     for key in keys:
         np.testing.assert_array_equal(source.read_plane(key), plate.read_plane(key))  # type: ignore[attr-defined]
+
+
+class TestS3Conformance(SourceConformance):
+    """The conformance suite over a plate on the S3 protocol server (and the views over it)."""
+
+    @pytest.fixture
+    def source(self, s3: S3, plate: MemoryPlate) -> Iterator[OmeZarrPlateSource]:
+        url = s3.url("conformance/p.ome.zarr")
+        convert_plate(plate, url, **s3.options)
+        source = hcsfs.open_plate(url, **s3.options)
+        yield source  # type: ignore[misc]
+        source.close()
+
+    @pytest.fixture
+    def expected(self, plate: MemoryPlate) -> dict[PlaneKey, np.ndarray]:
+        return {k: plate.read_plane(k) for k in plate.keys()}
 
 
 @pytest.mark.parametrize("ngff", ["0.5", "0.4"])

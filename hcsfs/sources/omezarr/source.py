@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +34,7 @@ import numpy as np
 from hcsfs.cache import DEFAULT_CACHE_BYTES, parse_byte_size
 from hcsfs.errors import PlaneNotFoundError, PlaneReadError, PlateFormatError
 from hcsfs.naming import PlaneKey, parse_well
-from hcsfs.sources.base import PlaneInfo, PlateDescription
+from hcsfs.sources.base import Listed, PlaneInfo, PlateDescription, SourceDefaults
 from hcsfs.sources.omezarr.backends import ZarrImpl, get_zarr_impl
 from hcsfs.sources.omezarr.chunks import ChunkReader, PlaneRef
 from hcsfs.sources.omezarr.diskcache import DiskChunkCache
@@ -139,7 +140,7 @@ def _filename_map(meta: ArrayMeta) -> list[tuple[int, int, int]] | None:
     return None
 
 
-class OmeZarrPlateSource:
+class OmeZarrPlateSource(SourceDefaults):
     """Planes of an OME-Zarr HCS plate, decoded from chunks and served as encoded TIFFs."""
 
     format_name = "ome-zarr"
@@ -364,6 +365,27 @@ class OmeZarrPlateSource:
         if future is None or not future.done():
             return None
         return self.info(key)
+
+    def listed(self) -> Iterator[Listed]:
+        """Every plane with its size: all planes of a field image share one layout, so the site's
+        metadata is looked up once per field, not once per plane."""
+        mtime_ns, last, size = self._mtime_ns, None, 0
+        for key in self.keys():
+            if (key.well, key.site) != last:
+                last = (key.well, key.site)
+                size = self._site(key)[0].layout.size
+            yield key, size, mtime_ns
+
+    def wells(self) -> list[str]:
+        """The plate's wells that have planes (each well's metadata is read once, as for keys)."""
+        return [name for name in self._well_order if self._well(name).sites]
+
+    def well_keys(self, well: str) -> list[PlaneKey]:
+        """One well's keys from its own metadata only (``/.by-well/<well>/`` reads no other well)."""
+        if well not in self.plate.wells:
+            return []
+        return [key for number, site in enumerate(self._well(well).sites, start=1)
+                for key in site.keys(well, number)]
 
     def read_plane(self, key: PlaneKey) -> np.ndarray:
         site, index = self._site(key)
