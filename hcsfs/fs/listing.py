@@ -12,9 +12,10 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Final
 
 from hcsfs.fs.answers import Answer, Blocking
+from hcsfs.fs.attributes import Attributes
 
 if TYPE_CHECKING:
-    from hcsfs.fs.attributes import AttributePolicy, Attributes
+    from hcsfs.fs.attributes import AttributePolicy
     from hcsfs.naming import PlaneKey
     from hcsfs.sources.base import Listed as SourceListed
     from hcsfs.sources.base import PlateSource
@@ -39,14 +40,16 @@ class Listing:
         self.named = named
         self.source = source
         self._plane_inode = plane_inode
-        self._policy = policy
         self._listed: Iterator[SourceListed] = iter(())
         self._position = 0
         """Listing offset of the next plane ``_listed`` yields."""
         self._planes: dict[int, Listed | None] = {}
         """Planes' entries, computed a batch ahead of the kernel's requests."""
-        self._templates: dict[tuple[int, int | None], Attributes] = {}
-        """One attributes value per (size, mtime), shared by every plane that has them."""
+        self._template = policy.file(0, None)
+        """A plane's attributes but for its size and time (every plane of a mount has the same mode,
+        owner and timeouts)."""
+        self._suffixes: dict[tuple[int, int, int], bytes] = {}
+        """``b"2_z001_t003.tif"`` per (channel, z, t): names are a prefix per site plus one of these."""
 
     def restart(self) -> None:
         """Start the planes again from the first (may do I/O: the source's listing)."""
@@ -74,23 +77,40 @@ class Listing:
         return self._planes.get(index, END)
 
     def _fill(self, start: int) -> None:
-        """Compute the next batch of planes from ``start`` on (rewinding if the kernel seeks back)."""
+        """Compute the next batch of planes from ``start`` on (rewinding if the kernel seeks back).
+
+        The hot loop of a listing (a million planes in seconds): names are built from a prefix per
+        well and site and a suffix per (channel, z, t), and planes of the same size and time share
+        one attributes value."""
         if start < self._position:
             self.restart()
-        planes, inode_of, attributes = self._planes, self._plane_inode, self._attributes
+        planes, inode_of = self._planes, self._plane_inode
+        template, suffixes = self._template, self._suffixes
+        last_site: tuple[str, object] | None = None
+        prefix = b""
+        attributes = template
         for key, size, mtime_ns in self._listed:
             index = self._position
             self._position += 1
-            if index >= start:
-                planes[index] = (key.name.encode("utf-8", "surrogateescape"), inode_of(key),
-                                 attributes(size, mtime_ns))
-                if index >= start + BATCH - 1:
-                    break
-
-    def _attributes(self, size: int, mtime_ns: int | None) -> Attributes:
-        attributes = self._templates.get((size, mtime_ns))
-        if attributes is None:
-            if len(self._templates) >= BATCH:  # a plate of distinct times: keep the memory bounded
-                self._templates.clear()
-            attributes = self._templates[(size, mtime_ns)] = self._policy.file(size, mtime_ns)
-        return attributes
+            if index < start:
+                continue
+            site, channel, z, t = key.site, key.channel, key.z, key.t
+            if type(site) is int and type(channel) is int and type(z) is int and type(t) is int:
+                if last_site is None or last_site[0] != key.well or last_site[1] != site:
+                    last_site = (key.well, site)
+                    prefix = f"{key.well}_s{site:03d}_w".encode()
+                suffix = suffixes.get((channel, z, t))
+                if suffix is None:
+                    if len(suffixes) >= BATCH:
+                        suffixes.clear()
+                    suffix = suffixes[(channel, z, t)] = f"{channel}_z{z:03d}_t{t:03d}.tif".encode()
+                name = prefix + suffix
+            else:
+                name = key.name.encode("utf-8", "surrogateescape")
+            time_ns = template.time_ns if mtime_ns is None else mtime_ns
+            if attributes.size != size or attributes.time_ns != time_ns:
+                attributes = Attributes(template.mode, template.nlink, size, time_ns, template.uid,
+                                        template.gid, template.timeout)
+            planes[index] = (name, inode_of(key), attributes)
+            if index >= start + BATCH - 1:
+                break

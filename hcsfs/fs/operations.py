@@ -29,7 +29,6 @@ __all__ = ["PlateOperations"]
 
 T = TypeVar("T")
 
-_ENTRY_CACHE = 4096
 
 
 class PlateOperations(ReadOnlyOperations):
@@ -43,7 +42,8 @@ class PlateOperations(ReadOnlyOperations):
         self._files: dict[int, Any] = {}
         self._listings: dict[int, Listing] = {}
         self._next_fh = 1
-        self._entries: dict[Attributes, pyfuse3.EntryAttributes] = {}
+        self._last_entry: pyfuse3.EntryAttributes | None = None
+        self._last_attributes: Attributes | None = None
 
     async def _answer(self, answer: Answer[T]) -> T:
         if isinstance(answer, Blocking):
@@ -52,19 +52,26 @@ class PlateOperations(ReadOnlyOperations):
         return answer
 
     def _entry(self, inode: int, attributes: Attributes) -> pyfuse3.EntryAttributes:
-        """The kernel's attributes for ``inode``. One object per distinct :class:`Attributes` is reused
-        (only ``st_ino`` changes): pyfuse3 copies it into its reply before the next request runs."""
-        entry = self._entries.get(attributes)
-        if entry is None:
-            if len(self._entries) >= _ENTRY_CACHE:
-                self._entries.clear()
-            entry = self._entries[attributes] = pyfuse3.EntryAttributes()
-            entry.st_mode, entry.st_nlink = attributes.mode, attributes.nlink
-            entry.st_size, entry.st_blocks = attributes.size, -(-attributes.size // 512)
-            entry.st_atime_ns = entry.st_mtime_ns = entry.st_ctime_ns = attributes.time_ns
-            entry.st_uid, entry.st_gid = attributes.uid, attributes.gid
-            entry.st_blksize = BLOCK_SIZE
-            entry.entry_timeout = entry.attr_timeout = attributes.timeout
+        """The kernel's attributes for ``inode``. One object is reused and only the fields that differ
+        from the last answer are set (a listing sets ``st_ino``, at most size and times, per plane):
+        pyfuse3 copies it into its reply before the next request runs."""
+        entry, last = self._last_entry, self._last_attributes
+        if attributes is not last:
+            if (entry is None or last is None or attributes.mode != last.mode
+                    or attributes.nlink != last.nlink or attributes.uid != last.uid
+                    or attributes.gid != last.gid or attributes.timeout != last.timeout):
+                entry = self._last_entry = pyfuse3.EntryAttributes()
+                entry.st_mode, entry.st_nlink = attributes.mode, attributes.nlink
+                entry.st_uid, entry.st_gid = attributes.uid, attributes.gid
+                entry.st_blksize = BLOCK_SIZE
+                entry.entry_timeout = entry.attr_timeout = attributes.timeout
+                last = None
+            if last is None or attributes.size != last.size:
+                entry.st_size, entry.st_blocks = attributes.size, -(-attributes.size // 512)
+            if last is None or attributes.time_ns != last.time_ns:
+                entry.st_atime_ns = entry.st_mtime_ns = entry.st_ctime_ns = attributes.time_ns
+            self._last_attributes = attributes
+        assert entry is not None
         entry.st_ino = inode
         return entry
 
