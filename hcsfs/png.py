@@ -48,13 +48,16 @@ def stored_png(array: np.ndarray) -> bytes:
     rows = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder(">")).reshape(height, -1)
     raw = np.zeros((height, 1 + rows.shape[1] * rows.itemsize), np.uint8)
     raw[:, 1:] = rows.view(np.uint8).reshape(height, -1)
-    data = raw.tobytes()
+    data = memoryview(raw).cast("B")  # blocks are views: the pixels are copied once, by the join
     parts = [b"\x78\x01"]  # zlib header: deflate, 32K window, no dictionary
     for start in range(0, max(len(data), 1), _BLOCK):
         block = data[start : start + _BLOCK]
         final = 1 if start + _BLOCK >= len(data) else 0
-        parts.append(struct.pack("<BHH", final, len(block), len(block) ^ 0xFFFF) + block)
+        parts += (struct.pack("<BHH", final, len(block), len(block) ^ 0xFFFF), block)
     parts.append(struct.pack(">I", zlib.adler32(data)))
     header = struct.pack(">IIBBBBB", width, height, array.dtype.itemsize * 8, 0, 0, 0, 0)
-    png = _SIGNATURE + _chunk(b"IHDR", header) + _chunk(b"IDAT", b"".join(parts)) + _chunk(b"IEND", b"")
-    return png
+    crc = zlib.crc32(b"IDAT")
+    for part in parts:
+        crc = zlib.crc32(part, crc)
+    idat = [struct.pack(">I", sum(len(p) for p in parts)), b"IDAT", *parts, struct.pack(">I", crc)]
+    return b"".join([_SIGNATURE, _chunk(b"IHDR", header), *idat, _chunk(b"IEND", b"")])

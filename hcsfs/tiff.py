@@ -232,7 +232,7 @@ def read_range(
     body = view[start - header_end : end - header_end]
     if offset >= header_end:
         return bytes(body)
-    return layout.header[offset:] + bytes(body)
+    return b"".join((layout.header[offset:], body))  # one copy of the pixels, not two
 
 
 def encode_tiff(plane: np.ndarray, pixel_size_um: float | None = None) -> bytes:
