@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import resource
 import shutil
 import statistics
 import subprocess
@@ -140,6 +141,18 @@ def _timed_ls(path: Path) -> tuple[float, int]:
     return time.perf_counter() - started, out.count(b".tif\n")
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (``/proc/PID/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _children_system_seconds() -> float:
+    """System CPU time of finished child processes: for ``ls``, the kernel's share of a listing
+    (readdirplus entries linked into the dentry and inode caches happen in the reader's syscalls)."""
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_stime
+
+
 def big_listing(workdir: Path) -> list[dict]:
     """``ls -f`` of the 921,600-plane plate, fresh and again, and RSS growth per plane."""
     plate = write_metadata_plate(workdir / "plate-921600.zarr", 32, 48, LISTING_FIELD, LISTING_FIELDS)
@@ -148,17 +161,26 @@ def big_listing(workdir: Path) -> list[dict]:
         pid = _daemon_pid(mountpoint)
         os.stat(mountpoint / "A01_s001_w1_z001_t001.tif")  # the daemon is up and answering
         before = _status_bytes(pid, "VmRSS")
+        cpu, kernel = _cpu_seconds(pid), _children_system_seconds()
         fresh, found = _timed_ls(mountpoint)
+        fresh_cpu, fresh_kernel = _cpu_seconds(pid) - cpu, _children_system_seconds() - kernel
         after = _status_bytes(pid, "VmRSS")
-        again = min(_timed_ls(mountpoint)[0] for _ in range(2))
+        runs = []
+        for _ in range(2):
+            cpu, kernel = _cpu_seconds(pid), _children_system_seconds()
+            seconds = _timed_ls(mountpoint)[0]
+            runs.append((seconds, _cpu_seconds(pid) - cpu, _children_system_seconds() - kernel))
+        again, again_cpu, again_kernel = min(runs)
     assert found == LISTING_PLANES, found
     per_plane = (after - before) / found
     return [
         {"case": f"ls -f of a {LISTING_PLANES:,}-plane OME-Zarr plate (metadata only), fresh mount",
          "baseline": "seconds (goal <= 5 s)", "ratio": fresh, "goal": "<= 5",
-         "detail": f"{fresh:.1f} s fresh, {again:.1f} s again; 1,536 wells x 25 fields x 4 ch x 2 z x 3 t"},
+         "detail": f"{fresh:.1f} s fresh, {again:.1f} s again; 1,536 wells x 25 fields x 4 ch x 2 z x 3 t; "
+                   f"daemon CPU {fresh_cpu:.1f} s, kernel (ls system time) {fresh_kernel:.1f} s"},
         {"case": f"ls -f of the {LISTING_PLANES:,}-plane plate, again", "baseline": "seconds",
-         "ratio": again, "goal": "<= 5", "detail": f"{again:.1f} s"},
+         "ratio": again, "goal": "<= 5",
+         "detail": f"{again:.1f} s; daemon CPU {again_cpu:.1f} s, kernel {again_kernel:.1f} s"},
         {"case": "daemon RSS growth per plane after that listing", "baseline": "bytes per plane",
          "ratio": per_plane, "goal": "<= 100",
          "detail": f"RSS {before / 2**20:.0f} MiB after the mount, "
