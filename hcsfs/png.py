@@ -48,8 +48,8 @@ def stored_png(array: np.ndarray) -> bytes:
     rows = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder(">")).reshape(height, -1)
     raw = np.zeros((height, 1 + rows.shape[1] * rows.itemsize), np.uint8)
     raw[:, 1:] = rows.view(np.uint8).reshape(height, -1)
-    data = memoryview(raw).cast("B")  # blocks are views: the pixels are copied once, by the join
-    parts = [b"\x78\x01"]  # zlib header: deflate, 32K window, no dictionary
+    data = raw.data.cast("B")  # blocks are views: the pixels are copied once, by the join
+    parts: list[bytes | memoryview] = [b"\x78\x01"]  # zlib header: deflate, 32K window, no dictionary
     for start in range(0, max(len(data), 1), _BLOCK):
         block = data[start : start + _BLOCK]
         final = 1 if start + _BLOCK >= len(data) else 0

@@ -7,7 +7,11 @@ made a per-position loop over a 7,035-well plate O(N^2)):
 - ``info``/``read_plane`` of one plane read only that well's metadata (well, image and level-0 array
   JSON, cached after first use) and the chunks the plane needs;
 - ``keys()`` (the root listing) needs every well's metadata: it is fetched once, concurrently in
-  worker threads, and cached.
+  worker threads, and cached;
+- a field image's documents are read for every field, but parsed and turned into sites only when
+  their bytes differ from the fields seen before; one :class:`_Site` (array metadata without its
+  attributes, TIFF layout, axes, channel names) serves every identical field, so a field costs two
+  file reads and a few pointers (a 921,600-plane plate of 38,400 fields: 1.3 s of CPU for keys()).
 
 Zarr groups are never listed: the plate names its wells and each well its images. A well whose
 metadata is broken or missing is left out of the view (recorded in ``describe().skipped``/``missing``
@@ -20,12 +24,15 @@ its ``field`` axis becomes the site, and its filename map (when present) says wh
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
+import sys
 import threading
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +40,7 @@ import numpy as np
 
 from hcsfs.cache import DEFAULT_CACHE_BYTES, parse_byte_size
 from hcsfs.errors import PlaneNotFoundError, PlaneReadError, PlateFormatError
-from hcsfs.naming import PlaneKey, parse_well
+from hcsfs.naming import PlaneKey, parse_well, unchecked_key
 from hcsfs.sources.base import Listed, PlaneInfo, PlateDescription, SourceDefaults
 from hcsfs.sources.omezarr.backends import ZarrImpl, get_zarr_impl
 from hcsfs.sources.omezarr.chunks import ChunkReader, PlaneRef
@@ -44,10 +51,13 @@ from hcsfs.sources.omezarr.meta import (
     ImageMeta,
     Node,
     PlateMeta,
+    array_documents,
+    child,
     metadata_file,
-    read_array_meta,
-    read_image_meta,
+    parse_array_meta,
+    parse_image_meta,
     read_plate_meta,
+    read_raw,
     read_well_images,
 )
 from hcsfs.sources.omezarr.remote import S3_OPTION_NAMES, RemotePath, S3Options, is_url, remote_path
@@ -57,14 +67,29 @@ __all__ = ["OmeZarrPlateSource"]
 
 log = logging.getLogger(__name__)
 
-_FIELD_AXES = ("field", "fov", "site", "position", "p")
+_FIELD_AXES = frozenset(("field", "fov", "site", "position", "p"))
+_FIELDS_KEPT = 256  # distinct field images whose sites are kept by their documents (_field_sites)
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection meanwhile: building a million keys (which form no cycles) would
+    otherwise trigger hundreds of collections that walk them all (a third of the time)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 @dataclass(frozen=True, slots=True)
 class _Site:
-    """One site of a well: where its planes live and how to index them."""
+    """How to serve one site's planes. Nothing in it names the well or the field, so one object serves
+    every identical field of the plate (the usual plate: one per distinct metadata, not per field)."""
 
-    array_path: Node
+    level0: str  # the level-0 array's folder inside its field image
     meta: ArrayMeta
     axes: tuple[str, ...]
     fixed: tuple[tuple[int, int], ...]  # (axis position, index) of axes that are not t/c/z/y/x
@@ -74,32 +99,42 @@ class _Site:
     pixel_size_um: float | None
     channel_names: tuple[str, ...]
 
-    def index(self, key: PlaneKey) -> tuple[int | None, ...] | None:
+    def has(self, key: PlaneKey) -> bool:
+        """Whether the site holds ``key``'s plane (its well and site are the caller's business)."""
         t, c, z = key.t, key.channel, key.z
         if not (isinstance(t, int) and isinstance(c, int) and isinstance(z, int)):
-            return None
+            return False
         if t > self.sizes[0] or c > self.sizes[1] or z > self.sizes[2]:
+            return False
+        return self.present is None or (c - 1, z - 1) in self.present
+
+    def index(self, key: PlaneKey) -> tuple[int | None, ...] | None:
+        if not self.has(key):
             return None
-        if self.present is not None and (c - 1, z - 1) not in self.present:
-            return None
+        t, c, z = key.t, key.channel, key.z
+        assert isinstance(t, int) and isinstance(c, int) and isinstance(z, int)
         values = {"t": t - 1, "c": c - 1, "z": z - 1, "y": None, "x": None}
         index: list[int | None] = [values.get(a, 0) for a in self.axes]
         for position, value in self.fixed:
             index[position] = value
         return tuple(index)
 
-    def keys(self, well: str, site: int) -> list[PlaneKey]:
+    def planes(self) -> list[tuple[int, int, int]]:
+        """``(channel, z, t)`` of each plane, 1-based, in key order."""
         t_n, c_n, z_n = self.sizes
-        return [
-            PlaneKey(well, site, c + 1, z + 1, t + 1)
-            for c in range(c_n) for z in range(z_n) for t in range(t_n)
-            if self.present is None or (c, z) in self.present
-        ]
+        return [(c + 1, z + 1, t + 1) for c in range(c_n) for z in range(z_n) for t in range(t_n)
+                if self.present is None or (c, z) in self.present]
+
+    def keys(self, well: str, site: int) -> list[PlaneKey]:
+        """The site's keys; ``well`` must be a valid well name and ``site`` >= 1 (not checked again)."""
+        return [unchecked_key(well, site, c, z, t) for c, z, t in self.planes()]
 
 
 @dataclass(frozen=True, slots=True)
 class _Well:
     sites: tuple[_Site, ...] = ()
+    images: tuple[str, ...] = ()
+    """Each site's field image folder in the well (interned: one string per name in the plate)."""
     error: str | None = None
     missing: bool = False
 
@@ -109,7 +144,7 @@ def _sizes(axes: tuple[str, ...], shape: tuple[int, ...]) -> tuple[int, int, int
     return size.get("t", 1), size.get("c", 1), size.get("z", 1)
 
 
-def _check_axes(axes: tuple[str, ...], meta: ArrayMeta, where: Node) -> list[int]:
+def _check_axes(axes: tuple[str, ...], meta: ArrayMeta, where: str | Node) -> list[int]:
     """Validate the level-0 axes; return the positions of field axes (OpenHCS)."""
     if len(axes) != len(meta.shape):
         raise PlateFormatError(f"{where}: {len(axes)} axes {axes} but the array is {len(meta.shape)}-D")
@@ -190,6 +225,8 @@ class OmeZarrPlateSource(SourceDefaults):
                 )
         root_doc = metadata_file(self.root, self.plate.zarr_format)
         self._mtime_ns = root_doc.stat().st_mtime_ns if isinstance(root_doc, Path) else root_doc.mtime_ns()
+        # Metadata is read with plain strings as local paths (no Path objects: tens of thousands of files).
+        self._folder: str | RemotePath = self.root if isinstance(self.root, RemotePath) else str(self.root)
         # Well metadata is fetched concurrently for readdir; on object storage each file is a request.
         self._threads = threads or (32 if self.remote else 16)
         self._disk_cache = None
@@ -201,9 +238,13 @@ class OmeZarrPlateSource(SourceDefaults):
         self._reader: ChunkReader | None = None
         self._lock = threading.Lock()
         self._wells: dict[str, Future[_Well]] = {}
+        """Wells being read (single flight); once read, a well moves to ``_done``."""
+        self._done: dict[str, _Well] = {}
         # Identical field images (the usual plate) share one copy of what serving needs: array
         # metadata, TIFF layout, axes and channel names (issue 14: 38,400 fields kept 6 KB each).
         self._shared: dict[Any, Any] = {}
+        self._fields: dict[tuple[Any, ...], tuple[_Site, ...]] = {}
+        """A field image's sites by its documents as read: equal documents are turned into sites once."""
         self._keys: list[PlaneKey] | None = None
         self._well_order = sorted(self.plate.wells, key=parse_well)
 
@@ -220,26 +261,38 @@ class OmeZarrPlateSource(SourceDefaults):
 
     def _well(self, name: str) -> _Well:
         """The well's metadata, read once however many threads ask (single flight)."""
+        well = self._done.get(name)  # one dict lookup once read: stat and open ask for it per plane
+        if well is not None:
+            return well
         with self._lock:
+            well = self._done.get(name)
+            if well is not None:
+                return well
             future = self._wells.get(name)
             owner = future is None
             if owner:
                 future = self._wells[name] = Future()
         assert future is not None
-        if owner:
-            try:
-                future.set_result(self._load_well(name))
-            except BaseException as exc:
-                # Transient (object storage unreachable): fail this request, let the next one retry.
-                with self._lock:
-                    self._wells.pop(name, None)
-                future.set_exception(exc)
-        return future.result()
+        if not owner:
+            return future.result()
+        try:
+            well = self._load_well(name)
+        except BaseException as exc:
+            # Transient (object storage unreachable): fail this request, let the next one retry.
+            with self._lock:
+                self._wells.pop(name, None)
+            future.set_exception(exc)
+            raise
+        with self._lock:
+            self._done[name] = well
+            self._wells.pop(name, None)
+        future.set_result(well)
+        return well
 
     def _load_well(self, name: str) -> _Well:
-        node = self.root / self.plate.wells[name]
+        node = child(self._folder, self.plate.wells[name])
         try:
-            sites = self._read_sites(name, node)
+            well = self._read_sites(node)
         except FileNotFoundError as exc:
             if str(exc.filename or "") == str(metadata_file(node, self.plate.zarr_format)):
                 # A sparse plate: listed, never written. Summarised by keys(), not one line per well.
@@ -253,26 +306,45 @@ class OmeZarrPlateSource(SourceDefaults):
         except OSError as exc:  # only object storage lets these through (meta._load_json)
             log.error("%s: well %s metadata could not be read: %s", self.root, name, exc)
             raise PlaneReadError(f"{self.root}: well {name} metadata could not be read: {exc}") from exc
-        return _Well(tuple(sites))
+        return well
 
-    def _read_sites(self, well: str, node: Node) -> list[_Site]:
+    def _read_sites(self, node: str | RemotePath) -> _Well:
         zarr_format = self.plate.zarr_format
         images = read_well_images(node, zarr_format)
         if self.acquisition is not None:
             images = [i for i in images if str(i.acquisition) == str(self.acquisition)]
         sites: list[_Site] = []
+        folders: list[str] = []
         for image in images:
-            image_node = node / image.path
-            meta = read_image_meta(image_node, zarr_format)
-            sites.extend(self._image_sites(image_node, meta))
+            folder = sys.intern(image.path)
+            field_sites = self._field_sites(child(node, folder))
+            sites.extend(field_sites)
+            folders.extend([folder] * len(field_sites))
+        return _Well(tuple(sites), tuple(folders))
+
+    def _field_sites(self, image_node: str | RemotePath) -> tuple[_Site, ...]:
+        """A field image's sites: its documents are read every time, but turned into sites only
+        when they differ from every field seen so far (a bounded cache keyed by their bytes)."""
+        zarr_format = self.plate.zarr_format
+        image = parse_image_meta(image_node, zarr_format, read_raw(metadata_file(image_node, zarr_format)))
+        array_node = child(image_node, image.level0)
+        is_openhcs = not _FIELD_AXES.isdisjoint(image.axes)
+        raws = array_documents(array_node, zarr_format, with_attributes=is_openhcs)
+        key = (image, *raws)
+        sites = self._fields.get(key)
+        if sites is None:
+            meta = parse_array_meta(array_node, zarr_format, *raws)
+            sites = tuple(self._image_sites(array_node, image, meta))
+            with self._lock:
+                if len(self._fields) >= _FIELDS_KEPT:
+                    self._fields.clear()
+                self._fields[key] = sites
         return sites
 
-    def _image_sites(self, image_node: Node, image: ImageMeta) -> list[_Site]:
-        array_path = image_node / image.level0
-        is_openhcs = any(a in _FIELD_AXES for a in image.axes)
-        meta = self._share_meta(read_array_meta(array_path, self.plate.zarr_format,
-                                                with_attributes=is_openhcs))
-        fields = _check_axes(image.axes, meta, array_path)
+    def _image_sites(self, array_path: str | RemotePath, image: ImageMeta, read: ArrayMeta) -> list[_Site]:
+        fields = _check_axes(image.axes, read, array_path)
+        mapped = _filename_map(read) if fields else None
+        meta = self._share_meta(self._compact(read))
         layout_key = ("layout", meta.shape[-2:], meta.dtype.str, image.pixel_size_um)
         layout = self._shared.get(layout_key)
         if layout is None:
@@ -281,11 +353,10 @@ class OmeZarrPlateSource(SourceDefaults):
         axes = self._shared.setdefault(("axes", image.axes), image.axes)
         channel_names = self._shared.setdefault(("names", image.channel_names), image.channel_names)
         sizes = self._shared.setdefault(("sizes", _sizes(axes, meta.shape)), _sizes(axes, meta.shape))
+        level0 = sys.intern(image.level0)
         if not fields:
-            return [_Site(array_path, meta, axes, (), sizes, None, layout,
-                          image.pixel_size_um, channel_names)]
+            return [_Site(level0, meta, axes, (), sizes, None, layout, image.pixel_size_um, channel_names)]
         position = fields[0]
-        mapped = _filename_map(meta)
         sites = []
         for f in range(meta.shape[position]):
             present = None
@@ -293,9 +364,15 @@ class OmeZarrPlateSource(SourceDefaults):
                 present = frozenset((c, z) for ff, c, z in mapped if ff == f)
                 if not present:
                     continue
-            sites.append(_Site(array_path, meta, axes, ((position, f),), sizes, present, layout,
+            sites.append(_Site(level0, meta, axes, ((position, f),), sizes, present, layout,
                                image.pixel_size_um, channel_names))
         return sites
+
+    def _compact(self, meta: ArrayMeta) -> ArrayMeta:
+        """What serving needs of the array metadata: no attributes (OpenHCS's filename map is turned
+        into sites already), and its document only where an array opens from it (object storage)."""
+        document = {k: v for k, v in meta.document.items() if k != "attributes"} if self.remote else {}
+        return replace(meta, attributes={}, document=document)
 
     def _share_meta(self, meta: ArrayMeta) -> ArrayMeta:
         """One shared copy of equal array metadata (documents compared by value, in C)."""
@@ -304,25 +381,39 @@ class OmeZarrPlateSource(SourceDefaults):
         with self._lock:
             candidates = self._shared.setdefault(key, [])
             for shared in candidates:
-                if shared.document == meta.document and shared.attributes == meta.attributes:
+                if shared.document == meta.document:
                     return shared  # type: ignore[no-any-return]
             if len(candidates) < 8:  # fields that all differ (an unusual plate) are kept as read
                 candidates.append(meta)
         return meta
 
     def _site(self, key: PlaneKey) -> tuple[_Site, tuple[int | None, ...]]:
-        if key.well not in self.plate.wells:
-            raise PlaneNotFoundError(f"{key.name}: no well {key.well} in {self.root}")
-        well = self._well(key.well)
+        site = self._served(key)
+        index = site.index(key)
+        assert index is not None  # _served checked it
+        return site, index
+
+    def _served(self, key: PlaneKey) -> _Site:
+        """The site serving ``key``'s plane; ``PlaneNotFoundError`` when there is none."""
+        well = self._done.get(key.well)
+        if well is None:
+            if key.well not in self.plate.wells:
+                raise PlaneNotFoundError(f"{key.name}: no well {key.well} in {self.root}")
+            well = self._well(key.well)
         if well.error is not None:
             raise PlaneNotFoundError(f"{key.name}: well {key.well} is unreadable: {well.error}")
         if not isinstance(key.site, int) or key.site > len(well.sites):
             raise PlaneNotFoundError(f"{key.name}: no such site in well {key.well}")
         site = well.sites[key.site - 1]
-        index = site.index(key)
-        if index is None:
+        if not site.has(key):
             raise PlaneNotFoundError(f"{key.name}: no such plane in {self.root}")
-        return site, index
+        return site
+
+    def _array_path(self, key: PlaneKey, site: _Site) -> Node:
+        """Where ``key``'s level-0 array lives (built per read: fields keep no path of their own)."""
+        well = self._done[key.well]
+        assert isinstance(key.site, int)
+        return self.root / self.plate.wells[key.well] / well.images[key.site - 1] / site.level0
 
     # --- PlateSource -----------------------------------------------------------------------------
 
@@ -330,18 +421,19 @@ class OmeZarrPlateSource(SourceDefaults):
         with self._lock:
             if self._keys is not None:
                 return self._keys
-        todo = [w for w in self._well_order if w not in self._wells]
+        todo = [w for w in self._well_order if w not in self._done]
         if todo:
             workers = max(1, min(self._threads, len(todo)))
             with ThreadPoolExecutor(workers, thread_name_prefix="hcsfs-zarr-meta") as pool:
                 list(pool.map(self._well, todo))
         keys: list[PlaneKey] = []
         absent = 0
-        for name in self._well_order:
-            well = self._well(name)
-            absent += well.missing
-            for number, site in enumerate(well.sites, start=1):
-                keys.extend(site.keys(name, number))
+        with _gc_paused():
+            for name in self._well_order:
+                well = self._well(name)
+                absent += well.missing
+                for number, site in enumerate(well.sites, start=1):
+                    keys.extend(site.keys(name, number))
         if absent:
             log.warning("%s: %d of %d wells listed by the plate are absent", self.root, absent,
                         len(self._well_order))
@@ -350,7 +442,7 @@ class OmeZarrPlateSource(SourceDefaults):
         return keys
 
     def info(self, key: PlaneKey) -> PlaneInfo:
-        site, _ = self._site(key)
+        site = self._served(key)
         channel = key.channel
         names = site.channel_names
         channel_name = names[channel - 1] if isinstance(channel, int) and channel <= len(names) else None
@@ -361,8 +453,7 @@ class OmeZarrPlateSource(SourceDefaults):
 
     def info_ready(self, key: PlaneKey) -> PlaneInfo | None:
         """:meth:`info` if the well's metadata is already read (no I/O), else None."""
-        future = self._wells.get(key.well)
-        if future is None or not future.done():
+        if key.well not in self._done:
             return None
         return self.info(key)
 
@@ -389,7 +480,7 @@ class OmeZarrPlateSource(SourceDefaults):
 
     def read_plane(self, key: PlaneKey) -> np.ndarray:
         site, index = self._site(key)
-        return self.reader.read_plane(PlaneRef(site.array_path, site.meta, index, key.name))
+        return self.reader.read_plane(PlaneRef(self._array_path(key, site), site.meta, index, key.name))
 
     def plane_format(self, key: PlaneKey) -> tuple[tuple[int, int], str, float | None]:
         site, _ = self._site(key)
@@ -411,7 +502,7 @@ class OmeZarrPlateSource(SourceDefaults):
         first = self._first_site() if self._well_order else None
         skipped, missing = [], []
         with self._lock:
-            done = {n: f.result() for n, f in self._wells.items() if f.done()}
+            done = dict(self._done)
         for name in self._well_order:
             well = done.get(name)
             if well is None or well.error is None:
