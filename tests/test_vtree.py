@@ -52,12 +52,9 @@ def _read(tree: VirtualTree, inode: int) -> bytes:
 def _listed(tree: VirtualTree, inode: int, start: int = 0) -> list[tuple[str, int, Attributes]]:
     listing: Listing = now(tree.opendir(inode))
     entries, index = [], start
-    while (item := now(listing.at(index))) is not END:
-        if item is not None:
-            name, ino, attributes = item  # type: ignore[misc]
-            entries.append((os.fsdecode(name), ino, attributes))
-        listing.done(index)
-        index += 1
+    while batch := now(listing.batch(index)):
+        entries += [(os.fsdecode(name), ino, attributes) for name, ino, attributes in batch]
+        index += len(batch)
     return entries
 
 
@@ -225,3 +222,22 @@ def test_pipelines_write_a_spec_and_serve_the_run_outputs(tmp_path: Path) -> Non
     finally:
         manager.close()
         tree.close()
+
+
+def test_a_listing_of_several_batches_resumes_wherever_the_kernel_stops() -> None:
+    """The kernel takes what fits in its buffer and asks again from the first entry it did not take:
+    inside a batch, at its end, past it, or back at the start; every offset gives the same entry."""
+    from hcsfs.fs.listing import BATCH
+
+    plate = MemoryPlate()
+    tiny = np.zeros((2, 2), "u2")
+    for site in range(1, 2 * BATCH + 300):
+        plate.add(PlaneKey("C07", site, 1), tiny)
+    tree = _tree(plate)
+    full = _listed(tree, ROOT_INODE)
+    assert [name for name, _, _ in full[1:]] == [k.name for k in sorted(plate.keys(), key=sort_key)]
+    listing: Listing = now(tree.opendir(ROOT_INODE))
+    for offset in (0, 1, 700, BATCH, BATCH + 1, 2 * BATCH + 5, 3, len(full) - 1):
+        name, inode, attributes = now(listing.batch(offset))[0]
+        assert (os.fsdecode(name), inode, attributes) == full[offset], offset
+    assert not now(listing.batch(len(full)))  # the end

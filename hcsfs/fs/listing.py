@@ -8,10 +8,10 @@ back). Offsets are stable: the n-th entry of a listing is always the same name.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Final
 
-from hcsfs.fs.answers import Answer, Blocking
+from hcsfs.fs.answers import Answer, Blocking, then
 from hcsfs.fs.attributes import Attributes
 
 if TYPE_CHECKING:
@@ -32,8 +32,7 @@ BATCH = 1024
 
 
 class Listing:
-    """Entries of one open directory by offset; ``at(i)`` answers entry ``i``, ``None`` for an offset
-    that lists nothing (a plane gone since the listing began) or :data:`END`."""
+    """Entries of one open directory by offset: ``batch(i)`` answers entries ``i, i+1, ...``."""
 
     def __init__(self, named: list[Listed], source: PlateSource | None,
                  plane_inode: Callable[[PlaneKey], int], policy: AttributePolicy) -> None:
@@ -43,8 +42,9 @@ class Listing:
         self._listed: Iterator[SourceListed] = iter(())
         self._position = 0
         """Listing offset of the next plane ``_listed`` yields."""
-        self._planes: dict[int, Listed | None] = {}
-        """Planes' entries, computed a batch ahead of the kernel's requests."""
+        self._batch: list[Listed] = []
+        """The latest batch of planes, from listing offset ``_batch_start`` on."""
+        self._batch_start = 0
         self._template = policy.file(0, None)
         """A plane's attributes but for its size and time (every plane of a mount has the same mode,
         owner and timeouts)."""
@@ -55,26 +55,30 @@ class Listing:
         """Start the planes again from the first (may do I/O: the source's listing)."""
         self._listed = iter(self.source.listed()) if self.source is not None else iter(())
         self._position = len(self.named)
-        self._planes.clear()
+        self._batch, self._batch_start = [], self._position
 
-    def at(self, index: int) -> Answer[Listed | None | object]:
-        if index < len(self.named):
-            return self.named[index]
-        if index in self._planes:
-            return self._planes[index]
+    def batch(self, start: int) -> Answer[Sequence[Listed]]:
+        """The entries from offset ``start`` on, as many as come at once (the rest of the named ones,
+        or up to a batch of planes): entry ``i`` of the answer is at offset ``start + i``. Empty at the
+        end. The kernel takes what fits in its buffer and asks again from the first it did not take."""
+        if start < len(self.named):
+            return self.named[start:]
+        offset = start - self._batch_start
+        if 0 <= offset < len(self._batch):
+            return self._batch[offset:]
         if self.source is None:
-            return END
+            return ()
         if self.source.blocking_info:
-            return Blocking(lambda: self._filled(index))
-        return self._filled(index)
+            return Blocking(lambda: self._filled(start))
+        return self._filled(start)
 
-    def done(self, index: int) -> None:
-        """The kernel took entry ``index``: forget it (it asks again from an offset it did not take)."""
-        self._planes.pop(index, None)
+    def at(self, index: int) -> Answer[Listed | object]:
+        """Entry ``index`` alone, or :data:`END`."""
+        return then(self.batch(index), lambda entries: entries[0] if entries else END)
 
-    def _filled(self, index: int) -> Listed | None | object:
-        self._fill(index)
-        return self._planes.get(index, END)
+    def _filled(self, start: int) -> list[Listed]:
+        self._fill(start)
+        return self._batch
 
     def _fill(self, start: int) -> None:
         """Compute the next batch of planes from ``start`` on (rewinding if the kernel seeks back).
@@ -84,7 +88,8 @@ class Listing:
         one attributes value."""
         if start < self._position:
             self.restart()
-        planes, inode_of = self._planes, self._plane_inode
+        planes: list[Listed] = []
+        inode_of = self._plane_inode
         template, suffixes = self._template, self._suffixes
         last_site: tuple[str, object] | None = None
         prefix = b""
@@ -111,6 +116,7 @@ class Listing:
             if attributes.size != size or attributes.time_ns != time_ns:
                 attributes = Attributes(template.mode, template.nlink, size, time_ns, template.uid,
                                         template.gid, template.timeout)
-            planes[index] = (name, inode_of(key), attributes)
+            planes.append((name, inode_of(key), attributes))
             if index >= start + BATCH - 1:
                 break
+        self._batch, self._batch_start = planes, start

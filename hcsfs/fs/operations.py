@@ -12,7 +12,7 @@ from __future__ import annotations
 import errno
 import os
 from collections.abc import Sequence
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 import pyfuse3
 import trio
@@ -20,7 +20,7 @@ import trio
 from hcsfs.fs.answers import Answer, Blocking
 from hcsfs.fs.attributes import BLOCK_SIZE, Attributes
 from hcsfs.fs.errno_map import fuse_errors
-from hcsfs.fs.listing import END, Listed, Listing
+from hcsfs.fs.listing import Listing
 from hcsfs.fs.readonly import ReadOnlyOperations
 from hcsfs.fs.vtree import Opened, VirtualTree
 from hcsfs.planefile import EncodedFile
@@ -42,7 +42,7 @@ class PlateOperations(ReadOnlyOperations):
         self._files: dict[int, Any] = {}
         self._listings: dict[int, Listing] = {}
         self._next_fh = 1
-        self._last_entry: pyfuse3.EntryAttributes | None = None
+        self._last_entry = pyfuse3.EntryAttributes()
         self._last_attributes: Attributes | None = None
 
     async def _answer(self, answer: Answer[T]) -> T:
@@ -57,7 +57,7 @@ class PlateOperations(ReadOnlyOperations):
         pyfuse3 copies it into its reply before the next request runs."""
         entry, last = self._last_entry, self._last_attributes
         if attributes is not last:
-            if (entry is None or last is None or attributes.mode != last.mode
+            if (last is None or attributes.mode != last.mode
                     or attributes.nlink != last.nlink or attributes.uid != last.uid
                     or attributes.gid != last.gid or attributes.timeout != last.timeout):
                 entry = self._last_entry = pyfuse3.EntryAttributes()
@@ -71,7 +71,6 @@ class PlateOperations(ReadOnlyOperations):
             if last is None or attributes.time_ns != last.time_ns:
                 entry.st_atime_ns = entry.st_mtime_ns = entry.st_ctime_ns = attributes.time_ns
             self._last_attributes = attributes
-        assert entry is not None
         entry.st_ino = inode
         return entry
 
@@ -109,17 +108,20 @@ class PlateOperations(ReadOnlyOperations):
     async def readdir(self, fh: int, start_id: int, token: pyfuse3.ReaddirToken) -> None:
         listing = self._listings[fh]
         index = start_id
+        reply = pyfuse3.readdir_reply
         while True:
-            answer = listing.at(index)
-            item = await self._answer(answer) if isinstance(answer, Blocking) else answer
-            if item is END:
+            entries = await self._answer(listing.batch(index))
+            if not entries:
                 return
-            if item is not None:
-                name, inode, attributes = cast(Listed, item)
-                if not pyfuse3.readdir_reply(token, name, self._entry(inode, attributes), index + 1):
-                    return  # the kernel's buffer is full; it asks again from this index
-            listing.done(index)
-            index += 1
+            for name, inode, attributes in entries:
+                index += 1
+                if attributes is self._last_attributes:  # the common case: only the inode differs
+                    entry = self._last_entry
+                    entry.st_ino = inode
+                else:
+                    entry = self._entry(inode, attributes)
+                if not reply(token, name, entry, index):
+                    return  # the kernel's buffer is full; it asks again from this entry
 
     async def releasedir(self, fh: int) -> None:
         self._listings.pop(fh, None)
