@@ -13,7 +13,6 @@ from hcsfs.naming import PlaneKey, sort_key
 from hcsfs.sources.base import PlaneInfo, PlateSource, plate_summary
 from hcsfs.sources.views import SelectedSource, WellIndex, WellSource, parse_selection
 
-
 CAPABILITIES = ("blocking_info", "caches_planes", "planes_in_memory", "frozen")
 
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
-__all__ = ["make_ndimage_functions", "disk", "object_areas", "otsu_threshold", "percentile_bounds"]
+__all__ = ["above", "make_ndimage_functions", "disk", "object_areas", "otsu_threshold", "percentile_bounds"]
 
 
 def disk(xp: ModuleType, radius: int) -> Any:
@@ -26,13 +26,19 @@ def disk(xp: ModuleType, radius: int) -> Any:
 def otsu_threshold(xp: ModuleType, stack: Any, nbins: int) -> float | None:
     """Otsu's threshold of ``stack`` from an ``nbins`` histogram over [min, max] (skimage's method).
 
-    ``None`` when the stack is constant (then nothing is above the threshold).
+    ``None`` when the stack is constant (then nothing is above the threshold). The histogram is the
+    float64 values' histogram; numpy bins floats and integers of up to 32 bits without a float64 copy
+    of the stack (float64 edges: each value is converted exactly where it is compared).
     """
-    values = stack.astype(xp.float64).ravel()
+    import numpy
+
+    exact = _bins_exactly(xp, stack.dtype)
+    values = stack.ravel() if exact else stack.astype(xp.float64).ravel()
     low, high = float(values.min()), float(values.max())
     if low == high:
         return None
-    counts, edges = xp.histogram(values, bins=nbins, range=(low, high))
+    bounds = (numpy.float64(low), numpy.float64(high)) if exact else (low, high)  # float64 edges
+    counts, edges = xp.histogram(values, bins=nbins, range=bounds)
     centers = (edges[:-1] + edges[1:]) / 2
     counts = counts.astype(xp.float64)
     weight1 = xp.cumsum(counts)
@@ -43,6 +49,41 @@ def otsu_threshold(xp: ModuleType, stack: Any, nbins: int) -> float | None:
     variance = weight1[:-1] * weight2[1:] * (mean1[:-1] - mean2[1:]) ** 2
     variance = xp.nan_to_num(variance, nan=-1.0)
     return float(centers[int(xp.argmax(variance))])
+
+
+def _bins_exactly(xp: ModuleType, dtype: Any) -> bool:
+    """Whether ``xp.histogram`` with float64 range bounds bins ``dtype`` values as their float64 copies
+    (numpy: floats, integers that float64 holds exactly; checked against the copy by the tests)."""
+    import numpy
+
+    dtype = numpy.dtype(dtype)
+    return xp is numpy and (dtype.kind == "f" and dtype.itemsize <= 8
+                            or dtype.kind in "iu" and dtype.itemsize <= 4)
+
+
+def above(xp: ModuleType, stack: Any, threshold: float) -> Any:
+    """``stack > threshold`` as a 0/1 ``uint8`` mask, exactly as compared in float64, without a float64
+    copy of the stack: integers against ``floor(threshold)``, floats against the largest value of
+    their own dtype not above it (``x > t`` iff ``x > that value``, for every ``x`` of the dtype)."""
+    import numpy
+
+    from hcsfs.pipelines.threshold import integer_cut
+
+    dtype = numpy.dtype(stack.dtype)
+    if dtype.kind == "b":
+        mask = stack.view(xp.uint8) > threshold
+    elif dtype.kind in "iu":
+        info = numpy.iinfo(dtype)
+        cut, constant = integer_cut(int(info.min), int(info.max), threshold)
+        mask = xp.full(stack.shape, bool(constant)) if cut is None else stack > cut
+    elif dtype.kind == "f" and dtype.itemsize <= 8:
+        cut = dtype.type(threshold)
+        if float(cut) > threshold:
+            cut = numpy.nextafter(cut, dtype.type(-numpy.inf))
+        mask = stack > cut
+    else:
+        mask = stack.astype(xp.float64) > threshold
+    return mask.view(xp.uint8)
 
 
 def _quiet(xp: ModuleType) -> Any:
@@ -118,7 +159,7 @@ def make_ndimage_functions(xp: ModuleType, ndi: ModuleType) -> dict[str, Callabl
         threshold = otsu_threshold(xp, stack, nbins)
         if threshold is None:
             return xp.zeros(stack.shape, dtype=xp.uint8)
-        return (stack.astype(xp.float64) > threshold).astype(xp.uint8)
+        return above(xp, stack, threshold)
 
     def binary_opening(stack: Any, radius: int = 1) -> Any:
         footprint = disk(xp, radius)

@@ -8,13 +8,23 @@ the plate document for each well is what makes position-by-position writers quad
 
 Standard axes ``t, c, z, y, x``; y/x carry ``micrometer`` and the pixel size when it is known (no unit
 otherwise, so a reader does not invent one); channel names go into ``omero.channels[].label``.
+
+Local arrays with one chunk per plane (the default: no shards) are written by :class:`PlaneChunkArray`:
+each plane is encoded with the numcodecs codec zarr-python itself runs for the array's compressor and
+stored as its chunk file, the bytes zarr-python would store, without zarr-python's event loop and
+per-call machinery (measured: 3.5 ms of CPU per 512 x 512 int32 plane through zarr-python, 0.7 ms of
+it zstd). Every other layout (chunks of a well, shards, object storage) goes through zarr-python.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import itertools
 import json
 import os
 import threading
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +37,8 @@ from hcsfs.naming import parse_well, row_letters
 if TYPE_CHECKING:
     from hcsfs.sources.omezarr.meta import Node
 
-__all__ = ["COMPRESSORS", "FieldArray", "OmeZarrPlateWriter", "ZarrWriteOptions", "zarr_location"]
+__all__ = ["COMPRESSORS", "FieldArray", "OmeZarrPlateWriter", "PlaneChunkArray", "ZarrWriteOptions",
+           "zarr_location"]
 
 COMPRESSORS = ("zstd", "lz4", "blosclz4", "none")
 AXES = ("t", "c", "z", "y", "x")
@@ -88,14 +99,26 @@ class ZarrWriteOptions:
             from zarr.codecs.numcodecs import LZ4  # not a zarr v3 core codec: zarr-python reads it
 
             return LZ4(acceleration=1 if level is None else max(1, level))
+        return self.chunk_codec()
+
+    def chunk_codec(self) -> Any:
+        """The numcodecs codec that encodes one chunk's little-endian bytes (``None``: stored raw): the
+        v2 compressor itself, and what zarr-python's v3 codecs run (checked against it by the tests)."""
         import numcodecs
 
+        name, level = self.compressor, self.level
+        if name == "none":
+            return None
         if name == "zstd":
             return numcodecs.Zstd(level=3 if level is None else level)
         if name == "blosclz4":
             return numcodecs.Blosc(cname="lz4", clevel=5 if level is None else level,
                                    shuffle=numcodecs.Blosc.SHUFFLE)
         return numcodecs.LZ4(acceleration=1 if level is None else max(1, level))
+
+    def writes_plane_chunks(self, node: Any) -> bool:
+        """Whether arrays at ``node`` are written by :class:`PlaneChunkArray` (local, a chunk per plane)."""
+        return isinstance(node, Path) and self.chunks == "plane" and self.shard is None
 
 
 def _write_json(path: Node, doc: Mapping[str, Any]) -> None:
@@ -147,12 +170,80 @@ def _omero(channel_names: Sequence[str], dtype: np.dtype) -> dict[str, Any]:
     }
 
 
+_PARTIAL = (uuid.uuid4().hex[:12], itertools.count())
+"""Temporary file names: a token of this process (and its pid: forked workers) and a counter."""
+
+
+def _ensure_folder(folder: Path) -> None:
+    """``folder`` and its missing parents (for a new plane's chunk: two ``mkdir``)."""
+    try:
+        os.mkdir(folder)
+    except FileExistsError:
+        pass
+    except FileNotFoundError:
+        _ensure_folder(folder.parent)
+        _ensure_folder(folder)
+
+
+def _store_file(path: Path, data: Any) -> None:
+    """Write ``data`` (bytes or a contiguous array) to ``path`` under a temporary name, then rename it
+    into place (as zarr-python's ``LocalStore`` does): a reader never sees a partial chunk."""
+    partial = f"{path}.{_PARTIAL[0]}-{os.getpid()}-{next(_PARTIAL[1])}.partial"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+    try:
+        fd = os.open(partial, flags, 0o666)
+    except FileNotFoundError:
+        _ensure_folder(path.parent)
+        fd = os.open(partial, flags, 0o666)
+    try:
+        try:
+            view = memoryview(data).cast("B")
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
+        os.replace(partial, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(partial)
+        raise
+
+
+class PlaneChunkArray:
+    """A local zarr array of a little-endian dtype with one chunk per plane, written a chunk at a time.
+
+    A plane is encoded with :meth:`ZarrWriteOptions.chunk_codec` and stored at its chunk key, as
+    zarr-python stores it; a plane that is 0 (the fill value) everywhere stores no chunk and removes an
+    earlier one (zarr-python's default, ``write_empty_chunks=False``).
+    """
+
+    def __init__(self, root: Path, shape: tuple[int, ...], dtype: np.dtype,
+                 options: ZarrWriteOptions) -> None:
+        self.root, self.shape, self.dtype = root, tuple(shape), np.dtype(dtype)
+        self._codec = options.chunk_codec()
+        self._prefix = ("c",) if options.zarr_format == 3 else ()  # v3 "default" keys, v2 keys; "/"
+
+    def chunk_path(self, t: int, c: int, z: int) -> Path:
+        return self.root.joinpath(*self._prefix, str(t), str(c), str(z), "0", "0")
+
+    def write_plane(self, t: int, c: int, z: int, plane: np.ndarray) -> None:
+        """Store plane ``(t, c, z)`` (0-based) as its chunk."""
+        path = self.chunk_path(t, c, z)
+        data = np.ascontiguousarray(plane, dtype=self.dtype)
+        if not data.any():
+            path.unlink(missing_ok=True)
+            return
+        _store_file(path, data if self._codec is None else self._codec.encode(data))
+
+
 class FieldArray:
     """One field image's level-0 ``(t, c, z, y, x)`` array, being filled."""
 
     def __init__(self, array: Any, options: ZarrWriteOptions) -> None:
+        """``array``: a zarr-python array or a :class:`PlaneChunkArray`."""
         self._array = array
         self.shape: tuple[int, ...] = tuple(array.shape)
+        self.dtype = np.dtype(array.dtype)
         self._buffer: np.ndarray | None = None
         if options.chunks == "well" or options.shard is not None:
             # A chunk or shard spans many planes: gather them and write each chunk once.
@@ -164,13 +255,52 @@ class FieldArray:
             raise ValueError(f"plane shape {plane.shape} differs from the field's {self.shape[-2:]}")
         if self._buffer is not None:
             self._buffer[t, c, z] = plane
+        elif isinstance(self._array, PlaneChunkArray):
+            self._array.write_plane(t, c, z, plane)
         else:
             self._array[t, c, z] = plane
+
+    def write_all(self, data: np.ndarray) -> None:
+        """Write the whole ``(t, c, z, y, x)`` array."""
+        if not isinstance(self._array, PlaneChunkArray):
+            self._array[...] = data
+            return
+        for t, c, z in np.ndindex(*self.shape[:3]):
+            self._array.write_plane(t, c, z, data[t, c, z])
 
     def close(self) -> None:
         if self._buffer is not None:
             self._array[...] = self._buffer
             self._buffer = None
+
+
+def _array_kwargs(shape: tuple[int, ...], dtype: np.dtype, options: ZarrWriteOptions) -> dict[str, Any]:
+    """zarr-python's ``create_array`` arguments (besides the store) of a field's level-0 array."""
+    kwargs: dict[str, Any] = {"shape": shape, "chunks": options.chunk_shape(shape), "dtype": dtype,
+                              "compressors": options.compressors(dtype), "fill_value": 0,
+                              "zarr_format": options.zarr_format, "write_data": True}
+    if options.zarr_format == 3:
+        kwargs["dimension_names"] = AXES
+        kwargs["shards"] = options.shard_shape(shape)
+    else:
+        kwargs["chunk_key_encoding"] = {"name": "v2", "separator": "/"}
+    return kwargs
+
+
+@functools.lru_cache(maxsize=64)
+def _array_documents(shape: tuple[int, ...], dtype: np.dtype, options: ZarrWriteOptions
+                     ) -> tuple[tuple[str, bytes], ...]:
+    """The metadata files zarr-python writes for such an array (``zarr.json``; ``.zarray``,
+    ``.zattrs``), made by zarr-python once in memory and reused for every field of that shape."""
+    import zarr
+    from zarr.storage import MemoryStore
+
+    files: dict[str, Any] = {}
+    zarr.create_array(store=MemoryStore(files), **_array_kwargs(shape, dtype, options))
+    return tuple(sorted((name, buffer.to_bytes()) for name, buffer in files.items()))
+
+
+_METADATA_FILES = ("zarr.json", ".zarray", ".zgroup")
 
 
 class OmeZarrPlateWriter:
@@ -240,20 +370,12 @@ class OmeZarrPlateWriter:
             multiscale["version"] = "0.4"
         self._group(node, {"multiscales": [multiscale], "omero": _omero(channel_names, dtype)})
         opts = self.options
-        chunks = opts.chunk_shape(shape)
-        kwargs: dict[str, Any] = {}
-        if self._v3:
-            kwargs["dimension_names"] = AXES
-            kwargs["shards"] = opts.shard_shape(shape)
-        else:
-            kwargs["chunk_key_encoding"] = {"name": "v2", "separator": "/"}
+        array: Any = None
+        if isinstance(node, Path) and opts.writes_plane_chunks(node):
+            array = self._plane_chunk_array(node / "0", shape, dtype)
         try:
-            array = zarr.create_array(
-                store=_array_store(node / "0"), shape=shape, chunks=chunks, dtype=dtype,
-                compressors=opts.compressors(dtype), fill_value=0,
-                zarr_format=opts.zarr_format,  # type: ignore[arg-type]
-                write_data=True, **kwargs,
-            )
+            if array is None:
+                array = zarr.create_array(store=_array_store(node / "0"), **_array_kwargs(shape, dtype, opts))
         except zarr.errors.ContainsArrayError:
             if not self.shared:
                 raise
@@ -266,12 +388,28 @@ class OmeZarrPlateWriter:
             self._fields.setdefault(well, {})[site] = image_path
         return FieldArray(array, opts)
 
+    def _plane_chunk_array(self, folder: Path, shape: tuple[int, ...], dtype: np.dtype
+                           ) -> PlaneChunkArray | None:
+        """The array at ``folder`` written chunk by chunk: its metadata written now, or found there
+        exactly as it would be written (a shared plate); ``None`` when another array is there (then
+        zarr-python says why, or opens it for a shared plate)."""
+        if dtype.kind not in "biuf" or dtype.newbyteorder("<") != dtype:  # big-endian: zarr-python
+            return None
+        documents = _array_documents(tuple(shape), dtype, self.options)
+        present = [name for name in _METADATA_FILES if (folder / name).exists()]
+        if not present:
+            for name, data in documents:
+                _store_file(folder / name, data)
+        elif not self.shared or any((folder / name).read_bytes() != data for name, data in documents):
+            return None
+        return PlaneChunkArray(folder, shape, dtype, self.options)
+
     def write_field(self, well: str, site: int, data: np.ndarray, *, channel_names: Sequence[str],
                     pixel_size_um: float | None) -> None:
         """Create and fill a field image from a whole ``(t, c, z, y, x)`` array."""
         field = self.create_field(well, site, data.shape, data.dtype,  # type: ignore[arg-type]
                                   channel_names=channel_names, pixel_size_um=pixel_size_um)
-        field._array[...] = data
+        field.write_all(data)
 
     def add_field(self, well: str, site: int) -> None:
         """Record a field image another writer created (it gets listed by :meth:`finish`)."""

@@ -47,23 +47,34 @@ class ZarrPlaneSink:
         self._channel_names = [names.get(c, f"channel {c}") for c in channel]
         self.pixel_size_um = pixel_size_um
         self._fields: dict[tuple[str, Index], FieldArray] = {}
+        self._creating: dict[tuple[str, Index], threading.Lock] = {}
         self._others = False
         self._lock = threading.Lock()
 
     def _field(self, key: PlaneKey, plane: np.ndarray) -> FieldArray:
-        with self._lock:
-            field = self._fields.get((key.well, key.site))
-            if field is None:
-                if not isinstance(key.site, int):
-                    raise ValueError(f"{key.name}: a zarr field needs an integer site")
-                shape = (len(self._axes["t"]), len(self._axes["c"]), len(self._axes["z"]), *plane.shape)
-                field = self._writer.create_field(
-                    key.well, key.site, shape, plane.dtype,  # type: ignore[arg-type]
-                    channel_names=self._channel_names, pixel_size_um=self.pixel_size_um)
-                self._fields[(key.well, key.site)] = field
-        if field.shape[-2:] != plane.shape or field._array.dtype != plane.dtype:
+        """The plane's field image, created by its first plane (under that field's own lock, so writers
+        of other fields do not wait for it)."""
+        site = (key.well, key.site)
+        field = self._fields.get(site)
+        if field is None:
+            with self._lock:
+                creating = self._creating.setdefault(site, threading.Lock())
+            with creating:
+                field = self._fields.get(site) or self._create_field(key, plane)
+        if field.shape[-2:] != plane.shape or field.dtype != plane.dtype:
             raise ValueError(f"{key.name}: plane {plane.shape} {plane.dtype} differs from its field's "
-                             f"{field.shape[-2:]} {field._array.dtype}")
+                             f"{field.shape[-2:]} {field.dtype}")
+        return field
+
+    def _create_field(self, key: PlaneKey, plane: np.ndarray) -> FieldArray:
+        if not isinstance(key.site, int):
+            raise ValueError(f"{key.name}: a zarr field needs an integer site")
+        shape = (len(self._axes["t"]), len(self._axes["c"]), len(self._axes["z"]), *plane.shape)
+        field = self._writer.create_field(
+            key.well, key.site, shape, plane.dtype,  # type: ignore[arg-type]
+            channel_names=self._channel_names, pixel_size_um=self.pixel_size_um)
+        with self._lock:
+            self._fields[(key.well, key.site)] = field
         return field
 
     def write(self, key: PlaneKey, plane: np.ndarray) -> dict[str, Any]:

@@ -242,3 +242,63 @@ def test_constant_stack_thresholds_to_nothing(registry) -> None:
     for memory_type in (MemoryType.NUMPY, MemoryType.TORCH, MemoryType.JAX):
         result = hm.convert(registry.implementation("threshold_otsu", memory_type)(flat), MemoryType.NUMPY)
         assert not np.asarray(result).any()
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16", "float64", "uint16", "int32", "uint8", "bool"])
+def test_otsu_mask_compares_as_float64_without_a_float64_copy(dtype: str) -> None:
+    """The mask of ``x > t`` in the stack's own dtype equals the float64 comparison, at and around ties
+    (``t`` a value of the stack, just above or below one, between two adjacent float32 values)."""
+    from hcsfs.pipelines.impl_ndimage import above
+
+    rng = np.random.default_rng(3)
+    if dtype == "bool":
+        stack = rng.random((2, 16, 16)) > 0.5
+    elif np.dtype(dtype).kind == "f":
+        stack = (rng.normal(100, 30, (2, 16, 16))).astype(dtype)
+    else:
+        stack = rng.integers(0, min(np.iinfo(dtype).max, 3000), (2, 16, 16)).astype(dtype)
+    values = np.unique(stack.astype(np.float64))
+    middle, after = float(values[len(values) // 2 - 1]), float(values[len(values) // 2])
+    thresholds = [middle, np.nextafter(middle, np.inf), np.nextafter(middle, -np.inf), middle + 0.5,
+                  middle - 0.5, (middle + after) / 2, -1e9, 1e9, 0.0]
+    for threshold in thresholds:
+        expected = (stack.astype(np.float64) > threshold).astype(np.uint8)
+        got = above(np, stack, float(threshold))
+        assert got.dtype == np.uint8
+        np.testing.assert_array_equal(got, expected, err_msg=f"{dtype} > {threshold!r}")
+
+
+def _otsu_of_float64_copy(stack: np.ndarray, nbins: int) -> float | None:
+    """Otsu's threshold exactly as skimage's method computes it on the stack's float64 copy."""
+    values = stack.astype(np.float64).ravel()
+    low, high = float(values.min()), float(values.max())
+    if low == high:
+        return None
+    counts, edges = np.histogram(values, bins=nbins, range=(low, high))
+    centers = (edges[:-1] + edges[1:]) / 2
+    weight1, weight2 = np.cumsum(counts), np.cumsum(counts[::-1])[::-1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean1 = np.cumsum(counts * centers) / weight1
+        mean2 = (np.cumsum((counts * centers)[::-1]) / weight2[::-1])[::-1]
+    variance = np.nan_to_num(weight1[:-1] * weight2[1:] * (mean1[:-1] - mean2[1:]) ** 2, nan=-1.0)
+    return float(centers[int(np.argmax(variance))])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16", "float64", "uint16", "int32", "uint8", "int16"])
+def test_otsu_threshold_without_a_float64_copy_is_the_float64_copys(dtype: str) -> None:
+    from hcsfs.pipelines.impl_ndimage import otsu_threshold
+
+    rng = np.random.default_rng(11)
+    for trial in range(20):
+        if np.dtype(dtype).kind == "f":
+            values = rng.normal(0, 1, (3, 40, 50)) * 10.0 ** rng.uniform(-3, 4)
+            if trial % 2:
+                values = np.round(values * 4) / 4  # many equal values, some on bin edges
+            stack = np.clip(values, -6e4, 6e4).astype(dtype)  # finite in float16 too
+        else:
+            info = np.iinfo(dtype)
+            low, high = max(int(info.min), -5000), min(int(info.max), 5000)
+            stack = rng.integers(low, high, (3, 40, 50)).astype(dtype)
+        for nbins in (2, 256, 4096):
+            assert otsu_threshold(np, stack, nbins) == _otsu_of_float64_copy(stack, nbins), (dtype, trial)
+    assert otsu_threshold(np, np.full((2, 4, 4), 3, dtype), 256) is None
